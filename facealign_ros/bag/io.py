@@ -1,0 +1,446 @@
+"""Reading and writing rosbag2 recordings (mcap or sqlite3) without ROS, via rosbags.
+
+:class:`BagReader` streams deserialised messages of several topics in time order; it uses the
+type definitions stored in the bag and falls back to :func:`~.typestore.get_typestore` for
+types the bag does not define. :class:`BagWriter` writes CDR messages and stores their
+definitions in the bag (so any rosbag2 reader can decode them), and only ever leaves a
+complete bag behind: it writes into a temporary sibling directory and renames it into place on
+a successful close.
+
+Example:
+    >>> with BagReader(path) as bag:  # doctest: +SKIP
+    ...     for topic, stamp_ns, msg in bag.messages(["/events", "/image"]):
+    ...         ...
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from rosbags.highlevel import AnyReader
+from rosbags.interfaces import Nodetype
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from .typestore import get_typestore, normalize_typename
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable, Iterator
+    from types import TracebackType
+
+    from rosbags.interfaces import Connection
+    from rosbags.interfaces.typing import Typesdict
+    from rosbags.typesys.store import Typestore
+
+__all__ = ["BagError", "BagReader", "BagWriter", "Storage", "TopicSummary"]
+
+Storage = Literal["mcap", "sqlite3"]
+"""rosbag2 storage plugin names accepted by :class:`BagWriter`."""
+_STORAGES: dict[str, StoragePlugin] = {
+    "mcap": StoragePlugin.MCAP,
+    "sqlite3": StoragePlugin.SQLITE3,
+}
+_BAG_VERSION: Literal[9] = 9
+
+
+class BagError(ValueError):
+    """A bag cannot be read or written; the message names the path and the problem."""
+
+
+class TopicSummary(NamedTuple):
+    """Type and message count of one topic in a bag."""
+
+    msgtype: str
+    count: int
+
+
+def _type_closure(fielddefs: Typesdict, roots: Iterable[str]) -> list[str]:
+    """Return ``roots`` and every type they reference, as known by ``fielddefs``."""
+    seen: list[str] = []
+    stack = [name for name in roots if name in fielddefs]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.append(name)
+        for _, desc in fielddefs[name][1]:
+            kind, arg = desc[1][0] if desc[0] in (Nodetype.ARRAY, Nodetype.SEQUENCE) else desc
+            if kind == Nodetype.NAME and arg in fielddefs and arg not in seen:
+                stack.append(arg)
+    return seen
+
+
+class BagReader:
+    """Read a rosbag2 bag (directory with ``metadata.yaml``, or a bare ``.mcap``/``.db3``).
+
+    Use as a context manager; messages are read lazily, one storage chunk at a time.
+
+    Args:
+        path: Bag directory or storage file.
+
+    Raises:
+        BagError: On entering, if the path is missing, is not a rosbag2 bag, or its metadata
+            is corrupt or truncated.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Store the path; the bag is opened by :meth:`open` or ``with``."""
+        self.path = Path(path)
+        self._reader: AnyReader | None = None
+        self._undefined: set[str] = set()
+
+    def _error(self, problem: str) -> BagError:
+        """Return a :class:`BagError` naming this bag."""
+        return BagError(f"bag {str(self.path)!r}: {problem}")
+
+    def open(self) -> None:
+        """Open the bag and load its type definitions.
+
+        Raises:
+            BagError: If the bag cannot be opened (see the class docstring).
+            RuntimeError: If it is already open.
+        """
+        if self._reader is not None:
+            msg = f"bag {str(self.path)!r} is already open"
+            raise RuntimeError(msg)
+        if not self.path.exists():
+            raise self._error("does not exist")
+        if self.path.suffix == ".bag":
+            raise self._error("ROS 1 bags are not supported; convert it with `rosbags-convert`")
+        if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
+            raise self._error("not a rosbag2 bag (directory without metadata.yaml)")
+        try:
+            reader = AnyReader([self.path], default_typestore=get_typestore())
+            reader.open()
+        except Exception as err:  # rosbags raises many types for corrupt input
+            raise self._error(f"cannot open: {err}") from err
+        try:
+            self._undefined = self._complete_types(reader)
+        except Exception as err:
+            reader.close()
+            raise self._error(f"cannot load message definitions: {err}") from err
+        self._reader = reader
+
+    @staticmethod
+    def _complete_types(reader: AnyReader) -> set[str]:
+        """Add our definitions for types the bag does not define; return still-unknown types."""
+        store = reader.typestore
+        needed = {conn.msgtype for conn in reader.connections}
+        missing = needed - store.fielddefs.keys()
+        ours = get_typestore().fielddefs
+        add = {
+            name: ours[name] for name in _type_closure(ours, missing) if name not in store.fielddefs
+        }
+        if add:
+            store.register(add)
+        return needed - store.fielddefs.keys()
+
+    def close(self) -> None:
+        """Close the bag; closing a closed reader does nothing."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def __enter__(self) -> BagReader:
+        """Open the bag."""
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """Close the bag."""
+        self.close()
+
+    def _open_reader(self) -> AnyReader:
+        """Return the open AnyReader or raise."""
+        if self._reader is None:
+            msg = f"bag {str(self.path)!r} is not open; use `with BagReader(path) as bag:`"
+            raise RuntimeError(msg)
+        return self._reader
+
+    @property
+    def typestore(self) -> Typestore:
+        """The typestore used to deserialise this bag (its own definitions plus ours)."""
+        return self._open_reader().typestore
+
+    @property
+    def topics(self) -> dict[str, TopicSummary]:
+        """Topic name -> (message type, message count), sorted by name."""
+        reader = self._open_reader()
+        summary: dict[str, TopicSummary] = {}
+        for name, info in reader.topics.items():
+            msgtype = info.msgtype or "|".join(sorted({c.msgtype for c in info.connections}))
+            summary[name] = TopicSummary(msgtype, info.msgcount)
+        return summary
+
+    @property
+    def message_count(self) -> int:
+        """Number of messages in the bag."""
+        return self._open_reader().message_count
+
+    @property
+    def start_ns(self) -> int:
+        """Timestamp of the earliest message (ns); ``2**63 - 1`` for an empty bag."""
+        return self._open_reader().start_time
+
+    @property
+    def end_ns(self) -> int:
+        """One nanosecond after the latest message; 0 for an empty bag."""
+        return self._open_reader().end_time
+
+    def messages(
+        self,
+        topics: str | Iterable[str] | None = None,
+        start_ns: int | None = None,
+        stop_ns: int | None = None,
+    ) -> Iterator[tuple[str, int, Any]]:
+        """Iterate over messages in receive-time order, across topics, lazily.
+
+        Topics are checked when this method is called, not at the first ``next()``.
+
+        Args:
+            topics: A topic name or names to read; ``None`` reads every topic.
+            start_ns: Only messages with timestamp ``>= start_ns``.
+            stop_ns: Only messages with timestamp ``< stop_ns``.
+
+        Returns:
+            An iterator of ``(topic, timestamp_ns, message)``; ``uint8[]`` fields come back as
+            read-only numpy arrays.
+
+        Raises:
+            BagError: If a requested topic is not in the bag or its type has no definition,
+                or (while iterating) a message cannot be decoded.
+            RuntimeError: If the reader is not open.
+        """
+        reader = self._open_reader()
+        wanted = [topics] if isinstance(topics, str) else None if topics is None else list(topics)
+        available = {conn.topic for conn in reader.connections}
+        if wanted is not None:
+            if unknown := sorted(set(wanted) - available):
+                raise self._error(f"unknown topic(s) {unknown}; the bag has {sorted(available)}")
+            conns = [conn for conn in reader.connections if conn.topic in set(wanted)]
+        else:
+            conns = list(reader.connections)
+        if undefined := sorted({c.msgtype for c in conns} & self._undefined):
+            raise self._error(f"no message definition for type(s) {undefined}")
+        if not conns:
+            return iter(())
+        return self._iterate(reader, conns, start_ns, stop_ns)
+
+    def _iterate(
+        self,
+        reader: AnyReader,
+        conns: list[Connection],
+        start_ns: int | None,
+        stop_ns: int | None,
+    ) -> Iterator[tuple[str, int, Any]]:
+        """Yield deserialised messages (see :meth:`messages`)."""
+        store = reader.typestore
+        try:
+            for conn, stamp, raw in reader.messages(conns, start=start_ns, stop=stop_ns):
+                try:
+                    msg = store.deserialize_cdr(raw, conn.msgtype)
+                except Exception as err:
+                    problem = f"cannot decode {conn.msgtype} on {conn.topic} at {stamp} ns: {err}"
+                    raise self._error(problem) from err
+                yield conn.topic, stamp, msg
+        except BagError:
+            raise
+        except Exception as err:  # storage-level corruption surfaces while reading
+            raise self._error(f"cannot read messages: {err}") from err
+
+
+class BagWriter:
+    """Write a rosbag2 bag atomically: the bag appears at ``path`` only after a clean close.
+
+    Messages are written to ``<parent>/.<name>.<random>.partial/<name>``; :meth:`close`
+    renames that bag to ``path``. An exception inside the ``with`` block (or a failed close)
+    deletes the partial bag. The definitions of all written types are stored in the bag.
+
+    Args:
+        path: Output bag directory; must not exist. Missing parent directories are created.
+        storage: ``"mcap"`` (default) or ``"sqlite3"``.
+
+    Raises:
+        BagError: If ``path`` exists already.
+        ValueError: If ``storage`` is unknown.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], storage: Storage = "mcap") -> None:
+        """Check the arguments; the bag is opened by :meth:`open` or ``with``."""
+        if storage not in _STORAGES:
+            msg = f"unknown storage {storage!r}; expected one of {sorted(_STORAGES)}"
+            raise ValueError(msg)
+        self.path = Path(path)
+        self.storage: Storage = storage
+        self._check_free()
+        self._tmpdir: Path | None = None
+        self._writer: Writer | None = None
+        self._connections: dict[str, Connection] = {}
+
+    def _error(self, problem: str) -> BagError:
+        """Return a :class:`BagError` naming this bag."""
+        return BagError(f"bag {str(self.path)!r}: {problem}")
+
+    def _check_free(self) -> None:
+        """Raise if the output path exists."""
+        if self.path.exists() or self.path.is_symlink():
+            raise self._error("output path exists already; refusing to overwrite it")
+
+    def open(self) -> None:
+        """Create the temporary bag.
+
+        Raises:
+            BagError: If the output path exists or the temporary bag cannot be created.
+            RuntimeError: If the writer was opened before.
+        """
+        if self._tmpdir is not None:
+            msg = f"bag writer for {str(self.path)!r} was already opened"
+            raise RuntimeError(msg)
+        self._check_free()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmpdir = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent
+                )
+            )
+        except OSError as err:
+            raise self._error(f"cannot create the output bag: {err}") from err
+        self._tmpdir = tmpdir
+        try:
+            writer = Writer(
+                tmpdir / self.path.name,
+                version=_BAG_VERSION,
+                storage_plugin=_STORAGES[self.storage],
+            )
+            writer.open()
+        except Exception as err:
+            self._discard()
+            raise self._error(f"cannot create the output bag: {err}") from err
+        self._writer = writer
+
+    def _open_writer(self) -> Writer:
+        """Return the open rosbags writer or raise."""
+        if self._writer is None:
+            msg = f"bag writer for {str(self.path)!r} is not open; use `with BagWriter(path):`"
+            raise RuntimeError(msg)
+        return self._writer
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Topic name -> message type of the topics added so far."""
+        return {topic: conn.msgtype for topic, conn in self._connections.items()}
+
+    def add_topic(self, topic: str, typename: str) -> None:
+        """Declare a topic and its message type before writing to it.
+
+        Args:
+            topic: Topic name, e.g. ``"/humans/faces/tracked"``.
+            typename: ``"pkg/msg/Name"`` or ``"pkg/Name"``; must be known to the typestore.
+
+        Raises:
+            BagError: If the topic was added before or the type is unknown.
+            ValueError: If ``typename`` is malformed.
+        """
+        writer = self._open_writer()
+        msgtype = normalize_typename(typename)
+        if topic in self._connections:
+            have = self._connections[topic].msgtype
+            raise self._error(f"topic {topic!r} was already added (type {have})")
+        store = get_typestore()
+        if msgtype not in store.fielddefs:
+            raise self._error(f"unknown message type {msgtype!r} for topic {topic!r}")
+        self._connections[topic] = writer.add_connection(topic, msgtype, typestore=store)
+
+    def write(self, topic: str, timestamp_ns: int, msg: Any) -> None:
+        """Serialise ``msg`` (CDR) and write it with receive time ``timestamp_ns``.
+
+        Args:
+            topic: A topic declared with :meth:`add_topic`.
+            timestamp_ns: Receive (log) time in nanoseconds, ``>= 0``.
+            msg: A message of the topic's type (a rosbags dataclass, or any object with the
+                same fields).
+
+        Raises:
+            BagError: If the topic is unknown, the timestamp negative, the message of another
+                type, or it cannot be serialised (e.g. a fixed-size array of wrong length).
+        """
+        writer = self._open_writer()
+        conn = self._connections.get(topic)
+        if conn is None:
+            raise self._error(f"topic {topic!r} was not added; call add_topic() first")
+        if int(timestamp_ns) < 0:
+            raise self._error(f"negative timestamp {timestamp_ns} on {topic!r}")
+        msgtype = getattr(msg, "__msgtype__", conn.msgtype)
+        if msgtype != conn.msgtype:
+            raise self._error(f"topic {topic!r} has type {conn.msgtype}, got a {msgtype}")
+        try:
+            data = get_typestore().serialize_cdr(msg, conn.msgtype)
+        except Exception as err:
+            problem = f"cannot serialise {conn.msgtype} for {topic!r}: {err}"
+            raise self._error(problem) from err
+        writer.write(conn, int(timestamp_ns), data)
+
+    def close(self) -> None:
+        """Finish the bag and move it to the output path.
+
+        Raises:
+            BagError: If finishing fails or the output path appeared meanwhile; the partial
+                bag is removed.
+        """
+        writer = self._open_writer()
+        self._writer = None
+        assert self._tmpdir is not None
+        try:
+            writer.close()
+            self._check_free()
+            (self._tmpdir / self.path.name).rename(self.path)
+        except BagError:
+            raise
+        except Exception as err:
+            with suppress(Exception):
+                writer.abort()
+            raise self._error(f"cannot finish the bag: {err}") from err
+        finally:
+            self._discard()
+
+    def abort(self) -> None:
+        """Drop the bag: close the storage and delete everything written so far."""
+        writer, self._writer = self._writer, None
+        try:
+            if writer is not None:
+                with suppress(Exception):
+                    writer.abort()
+        finally:
+            self._discard()
+
+    def _discard(self) -> None:
+        """Remove the temporary directory (and the partial bag in it), if any."""
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def __enter__(self) -> BagWriter:
+        """Open the bag."""
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """Close the bag, or abort it when the block raised."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

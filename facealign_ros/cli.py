@@ -1,0 +1,70 @@
+"""The ``facealign`` command (top floor: may dispatch lazily to ``training`` commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``facealign`` with all sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="facealign", description="Event-camera (+RGB) face alignment: offline tools."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser("bench", help="benchmarks measured side by side with references")
+    bench_sub = bench.add_subparsers(dest="bench_target", required=True)
+    ev = bench_sub.add_parser(
+        "events", help="evt3 decoding and representations vs expelliarmus and tonic"
+    )
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--events", type=_positive_int, default=5_000_000, help="stream size")
+    ev.add_argument("--repeats", type=_positive_int, default=5, help="timed runs (median)")
+    ev.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _print_table(result: dict) -> None:
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        if key == "notes":
+            continue
+        sys.stdout.write(f"{key:<{width}}  {value}\n")
+    for note in result.get("notes", []):
+        sys.stdout.write(f"note: {note}\n")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.bench_target == "events":
+        from training.bench.events import run_events_bench
+
+        result = run_events_bench(n_events=args.events, repeats=args.repeats, seed=args.seed)
+    else:  # pragma: no cover - argparse restricts the choices
+        raise AssertionError(args.bench_target)
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        _print_table(result)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``facealign`` with ``argv`` (defaults to ``sys.argv[1:]``); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench(args)
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+if __name__ == "__main__":
+    sys.exit(main())

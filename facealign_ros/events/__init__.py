@@ -1,0 +1,27 @@
+"""Event codecs, the event dtype, the event buffer and event representations.
+
+>>> from facealign_ros.events import Decoder, DecodeError, encode
+"""
+
+from facealign_ros.events.codec import DECODE_ENCODINGS, ENCODE_ENCODINGS, Decoder, encode
+from facealign_ros.events.types import (
+    EVENT_DTYPE,
+    TRIGGER_DTYPE,
+    DecodeError,
+    DecodeStats,
+    empty_events,
+    make_events,
+)
+
+__all__ = [
+    "DECODE_ENCODINGS",
+    "ENCODE_ENCODINGS",
+    "EVENT_DTYPE",
+    "TRIGGER_DTYPE",
+    "DecodeError",
+    "DecodeStats",
+    "Decoder",
+    "empty_events",
+    "encode",
+    "make_events",
+]

@@ -1,0 +1,205 @@
+"""The front door of the event codecs: a stateful :class:`Decoder` and :func:`encode`.
+
+Supported encodings (as in ``event_camera_msgs/EventPacket.encoding``): ``evt3``, ``libcaer``,
+``libcaer_cmp``, ``mono``, ``trigger``. Encoders exist for ``evt3`` and ``mono``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from facealign_ros.events import evt3, libcaer_cmp, mono
+from facealign_ros.events.types import (
+    EVENT_DTYPE,
+    TRIGGER_DTYPE,
+    DecodeError,
+    DecodeStats,
+)
+
+DECODE_ENCODINGS = ("evt3", "libcaer", "libcaer_cmp", "mono", "trigger")
+ENCODE_ENCODINGS = ("evt3", "mono")
+_WORD_BYTES = {"evt3": 2, "libcaer_cmp": 2, "libcaer": 8, "mono": 8, "trigger": 8}
+_MAX_DIM = 1 << 15
+_NO_EVENTS = np.empty(0, dtype=EVENT_DTYPE)
+_NO_EVENTS.flags.writeable = False
+_NO_TRIGGERS = np.empty(0, dtype=TRIGGER_DTYPE)
+_NO_TRIGGERS.flags.writeable = False
+
+
+def _as_bytes_array(payload: Any, encoding: str) -> np.ndarray:
+    """View ``payload`` as a 1-D uint8 array without copying where possible."""
+    if isinstance(payload, np.ndarray):
+        if payload.dtype != np.uint8:
+            raise DecodeError(
+                f"{encoding} payload must be uint8 bytes, got a numpy array of {payload.dtype}"
+            )
+        return np.ascontiguousarray(payload.reshape(-1))
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return np.frombuffer(payload, dtype=np.uint8)
+    if isinstance(payload, (list, tuple)):
+        try:
+            return np.asarray(payload, dtype=np.uint8)
+        except (ValueError, OverflowError, TypeError) as exc:
+            raise DecodeError(f"{encoding} payload is not a byte sequence: {exc}") from None
+    raise DecodeError(f"{encoding} payload must be bytes or a uint8 array, got {type(payload)}")
+
+
+class Decoder:
+    """Stateful decoder for one event stream.
+
+    The state (evt3: time, wraps, y, vector base; libcaer_cmp: x, vector base) carries across
+    :meth:`decode` calls, so feed the packets of one stream in order to one decoder.
+
+    Args:
+        encoding: one of :data:`DECODE_ENCODINGS`.
+        width: sensor width in pixels; events with x >= width are dropped and counted.
+        height: sensor height in pixels; events with y >= height are dropped and counted.
+
+    Raises:
+        DecodeError: for an unsupported encoding or an invalid sensor size.
+    """
+
+    def __init__(self, encoding: str, width: int, height: int) -> None:
+        if encoding not in DECODE_ENCODINGS:
+            raise DecodeError(
+                f"unsupported event encoding {encoding!r}; supported: {', '.join(DECODE_ENCODINGS)}"
+            )
+        if not (0 < int(width) <= _MAX_DIM and 0 < int(height) <= _MAX_DIM):
+            raise DecodeError(f"{encoding}: invalid sensor size {width}x{height}")
+        self.encoding = encoding
+        self.width = int(width)
+        self.height = int(height)
+        self.last_triggers = np.empty(0, dtype=TRIGGER_DTYPE)
+        self._counters = np.zeros(evt3.COUNTER_SIZE, dtype=np.int64)  # updated by the kernels
+        self._unknown = np.zeros(16, dtype=np.int64)
+        self._packets = self._words = self._events = self._triggers = self._truncated = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream state (e.g. after a bag loop); statistics are kept."""
+        if self.encoding == "libcaer_cmp":
+            self._state = np.zeros(libcaer_cmp.STATE_SIZE, dtype=np.int64)
+        else:
+            self._state = evt3.new_state()
+
+    def decode(self, payload: Any, time_base: int = 0, is_bigendian: bool = False) -> np.ndarray:
+        """Decode one packet payload.
+
+        Args:
+            payload: the packet's ``events`` bytes (bytes, bytearray, memoryview or uint8 array).
+            time_base: the packet's ``time_base`` in ns (unused by ``evt3``).
+            is_bigendian: the packet's ``is_bigendian`` flag; big-endian payloads are refused.
+
+        Returns:
+            :data:`EVENT_DTYPE` events in stream order. Trigger events of this packet are in
+            :attr:`last_triggers`. Bad words, trailing partial words and out-of-range events are
+            counted in :attr:`stats`, never raised.
+
+        Raises:
+            DecodeError: for a big-endian payload or a payload that is not bytes.
+        """
+        if is_bigendian:
+            raise DecodeError(f"{self.encoding}: big-endian payloads are not supported")
+        raw = _as_bytes_array(payload, self.encoding)
+        wb = _WORD_BYTES[self.encoding]
+        n_words = raw.size // wb
+        self._packets += 1
+        self._words += n_words
+        if raw.size != n_words * wb:
+            self._truncated += raw.size - n_words * wb
+            raw = raw[: n_words * wb]
+        triggers = _NO_TRIGGERS
+        tb = int(time_base)
+        if self.encoding == "evt3":
+            events, triggers = evt3.decode_evt3(
+                raw.view("<u2"), self.width, self.height, self._state, self._counters, self._unknown
+            )
+        elif self.encoding == "libcaer_cmp":
+            events = libcaer_cmp.decode_libcaer_cmp(
+                raw.view("<u2"),
+                tb,
+                self.width,
+                self.height,
+                self._state,
+                self._counters,
+                self._unknown,
+            )
+        elif self.encoding == "mono":
+            events, dropped = mono.decode_mono(raw.view("<u8"), tb, self.width, self.height)
+            self._counters[evt3.C_DROPPED] += dropped
+        elif self.encoding == "trigger":
+            events = _NO_EVENTS
+            triggers = mono.decode_trigger(raw.view("<u8"), tb)
+        else:  # libcaer
+            events, dropped, rolls = mono.decode_libcaer(
+                raw.view(mono.LIBCAER_RECORD), tb, self.width, self.height
+            )
+            self._counters[evt3.C_DROPPED] += dropped
+            self._counters[evt3.C_WRAPS] += rolls
+        self._events += events.shape[0]
+        self._triggers += triggers.shape[0]
+        self.last_triggers = triggers
+        return events
+
+    @property
+    def stats(self) -> DecodeStats:
+        """A snapshot of the running counters (see :class:`DecodeStats`)."""
+        c = self._counters
+        return DecodeStats(
+            packets=self._packets,
+            words=self._words,
+            events=self._events,
+            triggers=self._triggers,
+            dropped_out_of_range=int(c[evt3.C_DROPPED]),
+            skipped_before_time=int(c[evt3.C_SKIPPED]),
+            unknown_words=int(c[evt3.C_UNKNOWN]),
+            truncated_bytes=self._truncated,
+            time_wraps=int(c[evt3.C_WRAPS]),
+            unknown_codes={int(k): int(self._unknown[k]) for k in np.nonzero(self._unknown)[0]},
+        )
+
+    def decode_packet(self, msg: Any) -> np.ndarray:
+        """Decode an ``event_camera_msgs/EventPacket`` (rclpy or rosbags message).
+
+        Raises:
+            DecodeError: if the packet's encoding differs from this decoder's, or its sensor size
+                differs from the decoder's, or it is big-endian.
+        """
+        if msg.encoding != self.encoding:
+            raise DecodeError(
+                f"packet encoding {msg.encoding!r} does not match decoder {self.encoding!r}"
+            )
+        if (int(msg.width), int(msg.height)) != (self.width, self.height):
+            raise DecodeError(
+                f"{self.encoding}: packet sensor {msg.width}x{msg.height} does not match "
+                f"decoder {self.width}x{self.height}"
+            )
+        return self.decode(msg.events, time_base=msg.time_base, is_bigendian=msg.is_bigendian)
+
+
+def encode(events: np.ndarray, encoding: str, width: int, height: int, time_base: int = 0) -> bytes:
+    """Encode events into an EventPacket payload.
+
+    Args:
+        events: :data:`EVENT_DTYPE` array.
+        encoding: ``evt3`` (relative 24-bit us clock, vector words where they fit) or ``mono``.
+        width: sensor width in pixels.
+        height: sensor height in pixels.
+        time_base: packet ``time_base`` in ns (``mono`` only: offsets are t - time_base).
+
+    Returns:
+        The payload bytes.
+
+    Raises:
+        DecodeError: for an encoding without an encoder.
+        ValueError: for events the encoding cannot represent.
+    """
+    if encoding == "evt3":
+        return evt3.encode_evt3(events, width, height)
+    if encoding == "mono":
+        return mono.encode_mono(events, time_base, width, height)
+    raise DecodeError(
+        f"no encoder for event encoding {encoding!r}; supported: {', '.join(ENCODE_ENCODINGS)}"
+    )

@@ -1,0 +1,1 @@
+"""Offline tooling: synthetic data engine, datasets, SSMER pretraining, CMFA training, eval."""
