@@ -66,7 +66,10 @@ def _decode_kernel(words, start, width, height, state, counters, unknown, out, t
     Event writes are branch-free (write, then advance by the validity bit): the slot after the
     last event may hold scratch data, hence the spare room of 12 events in ``out``.
     """
-    cap = out.shape[0] // 2 - 13
+    # Slot index j = 2 * n is unsigned so that numba emits no negative-index wraparound.
+    u1 = np.uint64(1)
+    u2 = np.uint64(2)
+    cap = np.uint64(out.shape[0] - 26)
     cap_trig = trig.shape[0]
     n_words = words.shape[0]
     i = start
@@ -86,47 +89,47 @@ def _decode_kernel(words, start, width, height, state, counters, unknown, out, t
     y_ok = np.int64(y < height)
     base_x = state[S_BASE_X]
     vpol = state[S_VPOL]
-    n = 0
+    j = np.uint64(0)
     nt = 0
     dropped = 0
     while i < n_words:
-        if n > cap or nt >= cap_trig:
+        if j > cap or nt >= cap_trig:
             break
         w = np.int64(words[i])
         code = w >> 12
         i += 1
-        if code == ADDR_X:
-            x = w & 0x7FF
-            ok = np.int64(x < width) & y_ok
-            out[2 * n] = t_ns
-            out[2 * n + 1] = x | (y << 16) | (((w >> 11) & 1) << 32)
-            n += ok
-            dropped += 1 - ok
-        elif code == ADDR_Y:
+        if code == ADDR_Y:
             y = w & 0x7FF
             y_ok = np.int64(y < height)
+        elif code == ADDR_X:
+            x = w & 0x7FF
+            ok = np.int64(x < width) & y_ok
+            out[j] = t_ns
+            out[j + u1] = x | (y << 16) | (((w >> 11) & 1) << 32)
+            j += u2 * np.uint64(ok)
+            dropped += 1 - ok
         elif code == VECT_8 or code == VECT_12:
             nbits = 12 if code == VECT_12 else 8
             yp = (y << 16) | (vpol << 32)
             if y_ok and base_x + nbits <= width:
                 xyp = yp | base_x
                 for b in range(8):
-                    out[2 * n] = t_ns
-                    out[2 * n + 1] = xyp + b
-                    n += (w >> b) & 1
+                    out[j] = t_ns
+                    out[j + u1] = xyp + b
+                    j += u2 * np.uint64((w >> b) & 1)
                 if nbits == 12:
                     for b in range(8, 12):
-                        out[2 * n] = t_ns
-                        out[2 * n + 1] = xyp + b
-                        n += (w >> b) & 1
+                        out[j] = t_ns
+                        out[j + u1] = xyp + b
+                        j += u2 * np.uint64((w >> b) & 1)
             else:
                 for b in range(nbits):
                     if (w >> b) & 1:
                         x = base_x + b
                         if x < width and y_ok:
-                            out[2 * n] = t_ns
-                            out[2 * n + 1] = x | yp
-                            n += 1
+                            out[j] = t_ns
+                            out[j + u1] = x | yp
+                            j += u2
                         else:
                             dropped += 1
             base_x += nbits
@@ -162,7 +165,7 @@ def _decode_kernel(words, start, width, height, state, counters, unknown, out, t
     state[S_Y] = y
     state[S_BASE_X] = base_x
     state[S_VPOL] = vpol
-    return i, n, nt
+    return i, np.int64(j) // 2, nt
 
 
 def decode_evt3(
