@@ -33,6 +33,15 @@ ensure_system() {
   fi
 }
 
+ensure_gl() {
+  # Headless OpenGL (EGL) for the synthetic renderer; without it a numba rasteriser is used.
+  if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1' && command -v apt-get >/dev/null; then
+    log "installing libegl1 libgl1-mesa-dri (headless OpenGL)"
+    { as_root apt-get update -qq && as_root apt-get install -y -qq libegl1 libgl1-mesa-dri; } \
+      || log "could not install EGL; the synthetic engine falls back to its CPU rasteriser"
+  fi
+}
+
 want_cuda() {
   case "${FACEALIGN_TORCH:-auto}" in
     cpu) return 1 ;; cuda) return 0 ;;
@@ -42,6 +51,7 @@ want_cuda() {
 
 ensure_venv() {
   ensure_system
+  ensure_gl
   [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
   local vpy="$VENV/bin/python"
   local pipq=("$vpy" -m pip install -q --disable-pip-version-check)
@@ -61,7 +71,7 @@ ensure_venv() {
   want="$(cat setup.py package.xml | sha1sum | cut -c1-40)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     log "installing facealign_ros and its extras into $VENV"
-    "${pipq[@]}" -e ".[train,bench,dev]"
+    "${pipq[@]}" -e ".[train,bench,synth,dev]"
     echo "$want" >"$stamp"
   fi
 }
