@@ -23,6 +23,7 @@ setup(
         "numba>=0.57",
         "rosbags>=0.11",
         "pyyaml>=6",
+        "opencv-python-headless>=4.8",
         "torch>=2.1",
     ],
     extras_require={

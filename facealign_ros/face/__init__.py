@@ -1,0 +1,1 @@
+"""Face geometry: landmark schemes, crops, head pose."""

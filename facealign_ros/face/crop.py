@@ -1,0 +1,178 @@
+"""Face crops: square boxes, the affine map from sensor pixels to crop pixels, and warping.
+
+Conventions: pixel-centre coordinates (pixel ``(i, j)`` has its centre at ``x = j, y = i``, as
+OpenCV). An affine ``A`` is a ``(2, 3)`` float64 matrix mapping a source point ``p`` to
+``A[:, :2] @ p + A[:, 2]`` in crop pixels. Normalised crop coordinates are
+``u = (p_crop + 0.5) / out_size``, so the crop's outer edges are 0 and 1. Training and the
+runtime use these same functions, so crops agree exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facealign_ros.events.types import EVENT_DTYPE
+
+
+@dataclass(frozen=True)
+class Box:
+    """A square face box in source pixels.
+
+    Attributes:
+        cx: centre x, pixels.
+        cy: centre y, pixels.
+        side: side length, pixels (> 0).
+    """
+
+    cx: float
+    cy: float
+    side: float
+
+    def scaled(self, factor: float) -> Box:
+        """The same box with its side multiplied by ``factor``."""
+        return Box(self.cx, self.cy, self.side * factor)
+
+    def as_roi(self) -> tuple[float, float, float, float]:
+        """``(xmin, ymin, xmax, ymax)`` continuous edges of the box, pixels."""
+        h = self.side / 2
+        return self.cx - h, self.cy - h, self.cx + h, self.cy + h
+
+
+def box_from_landmarks(
+    points: np.ndarray, visible: np.ndarray | None = None, scale: float = 1.25
+) -> Box:
+    """Square box around landmarks: the larger extent of the points, times ``scale``.
+
+    Args:
+        points: ``(N, 2)`` landmarks in pixels.
+        visible: optional ``(N,)`` mask or scores (> 0.5 = use); all points when too few are set.
+        scale: enlargement of the extent (1.25 leaves margin for the forehead and jaw).
+
+    Raises:
+        ValueError: if there are no finite points.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    ok = np.all(np.isfinite(pts), axis=1)
+    if visible is not None:
+        vis = ok & (np.asarray(visible, dtype=np.float64).reshape(-1) > 0.5)
+        if vis.sum() >= 4:
+            ok = vis
+    if not ok.any():
+        raise ValueError("box_from_landmarks: no finite landmarks")
+    lo, hi = pts[ok].min(axis=0), pts[ok].max(axis=0)
+    centre = (lo + hi) / 2
+    side = max(float(np.max(hi - lo)) * scale, 1.0)
+    return Box(float(centre[0]), float(centre[1]), side)
+
+
+def crop_affine(box: Box, out_size: int, angle_deg: float = 0.0) -> np.ndarray:
+    """Affine map from source pixels to an ``out_size`` crop of ``box`` (rotated by ``angle``).
+
+    The box's continuous edges map to the crop's outer edges; a positive angle rotates the
+    face counter-clockwise in the crop (image y down).
+
+    Returns:
+        ``(2, 3)`` float64 matrix.
+    """
+    if box.side <= 0 or out_size <= 0:
+        raise ValueError(f"crop_affine: invalid box side {box.side} or size {out_size}")
+    s = out_size / box.side
+    a = math.radians(angle_deg)
+    c, si = math.cos(a) * s, math.sin(a) * s
+    rot = np.array([[c, si], [-si, c]])
+    centre_out = np.array([out_size / 2 - 0.5, out_size / 2 - 0.5])
+    t = centre_out - rot @ np.array([box.cx, box.cy])
+    return np.hstack([rot, t[:, None]])
+
+
+def invert_affine(A: np.ndarray) -> np.ndarray:
+    """Inverse of a ``(2, 3)`` affine map."""
+    return cv2.invertAffineTransform(np.asarray(A, dtype=np.float64))
+
+
+def transform_points(points: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Apply ``A`` to ``(..., 2)`` points; returns float64 ``(..., 2)``."""
+    p = np.asarray(points, dtype=np.float64)
+    return p @ A[:, :2].T + A[:, 2]
+
+
+def to_normalized(points_crop: np.ndarray, out_size: int) -> np.ndarray:
+    """Crop pixels -> normalised ``[0, 1]`` crop coordinates."""
+    return (np.asarray(points_crop, dtype=np.float64) + 0.5) / out_size
+
+
+def from_normalized(points_norm: np.ndarray, out_size: int) -> np.ndarray:
+    """Normalised ``[0, 1]`` crop coordinates -> crop pixels."""
+    return np.asarray(points_norm, dtype=np.float64) * out_size - 0.5
+
+
+def covering_roi(
+    A: np.ndarray, out_size: int, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """Integer source region ``[x0, x1) x [y0, y1)`` that the crop sees, clipped to the image.
+
+    Returns an empty region (x0 == x1 or y0 == y1) when the crop lies outside the image.
+    """
+    inv = invert_affine(A)
+    e = out_size - 0.5
+    corners = transform_points(np.array([[-0.5, -0.5], [e, -0.5], [-0.5, e], [e, e]]), inv)
+    x0 = int(np.clip(math.floor(corners[:, 0].min()) - 1, 0, width))
+    y0 = int(np.clip(math.floor(corners[:, 1].min()) - 1, 0, height))
+    x1 = int(np.clip(math.ceil(corners[:, 0].max()) + 2, x0, width))
+    y1 = int(np.clip(math.ceil(corners[:, 1].max()) + 2, y0, height))
+    return x0, y0, x1, y1
+
+
+def shift_affine(A: np.ndarray, x0: float, y0: float) -> np.ndarray:
+    """``A`` for source coordinates given relative to the origin ``(x0, y0)``."""
+    out = np.array(A, dtype=np.float64, copy=True)
+    out[:, 2] += A[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    return out
+
+
+def warp_image(
+    image: np.ndarray, A: np.ndarray, out_size: int, interpolation: int = cv2.INTER_LINEAR
+) -> np.ndarray:
+    """Warp an ``(H, W)`` or ``(H, W, C)`` image (any C, uint8 or float32) into the crop.
+
+    Pixels outside the source are 0.
+
+    Returns:
+        ``(out_size, out_size[, C])`` array of the input dtype.
+    """
+    img = np.ascontiguousarray(image)
+    flags = interpolation
+    if img.ndim == 2 or img.shape[2] <= 4:
+        out = cv2.warpAffine(img, A, (out_size, out_size), flags=flags, borderValue=0)
+        return out.reshape(out_size, out_size, *img.shape[2:])
+    parts = [
+        cv2.warpAffine(np.ascontiguousarray(img[:, :, c : c + 4]), A, (out_size, out_size),
+                       flags=flags, borderValue=0).reshape(out_size, out_size, -1)
+        for c in range(0, img.shape[2], 4)
+    ]  # fmt: skip
+    return np.concatenate(parts, axis=2)
+
+
+def warp_chw(rep: np.ndarray, A: np.ndarray, out_size: int) -> np.ndarray:
+    """Warp a channels-first ``(C, H, W)`` float32 representation into the crop."""
+    hwc = np.ascontiguousarray(np.moveaxis(np.asarray(rep, dtype=np.float32), 0, -1))
+    out = warp_image(hwc, A, out_size)
+    return np.ascontiguousarray(np.moveaxis(out.reshape(out_size, out_size, -1), -1, 0))
+
+
+def events_in_roi(events: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
+    """Events inside ``[x0, x1) x [y0, y1)``, with x, y shifted to the region's origin (copy)."""
+    x0, y0, x1, y1 = roi
+    ev = np.asarray(events)
+    if ev.dtype != EVENT_DTYPE:
+        raise ValueError(f"events_in_roi: expected EVENT_DTYPE events, got {ev.dtype}")
+    x, y = ev["x"], ev["y"]
+    keep = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+    out = ev[keep]
+    out["x"] -= np.uint16(x0)
+    out["y"] -= np.uint16(y0)
+    return out
