@@ -3,7 +3,18 @@
 >>> from facealign_ros.events import Decoder, DecodeError, encode
 """
 
+from facealign_ros.events.buffer import BufferStats, EventBuffer
 from facealign_ros.events.codec import DECODE_ENCODINGS, ENCODE_ENCODINGS, Decoder, encode
+from facealign_ros.events.representations import (
+    CountFrame,
+    EventFrame,
+    TimeSurface,
+    VoxelGrid,
+    count_frame,
+    event_frame,
+    time_surface,
+    voxel_grid,
+)
 from facealign_ros.events.types import (
     EVENT_DTYPE,
     TRIGGER_DTYPE,
@@ -14,6 +25,16 @@ from facealign_ros.events.types import (
 )
 
 __all__ = [
+    "BufferStats",
+    "CountFrame",
+    "EventBuffer",
+    "EventFrame",
+    "TimeSurface",
+    "VoxelGrid",
+    "count_frame",
+    "event_frame",
+    "time_surface",
+    "voxel_grid",
     "DECODE_ENCODINGS",
     "ENCODE_ENCODINGS",
     "EVENT_DTYPE",

@@ -92,73 +92,79 @@ def _decode_kernel(words, start, width, height, state, counters, unknown, out, t
     j = np.uint64(0)
     nt = 0
     dropped = 0
-    while i < n_words:
-        if j > cap or nt >= cap_trig:
-            break
-        w = np.int64(words[i])
-        code = w >> 12
-        i += 1
-        if code == ADDR_Y:
-            y = w & 0x7FF
-            y_ok = np.int64(y < height)
-        elif code == ADDR_X:
-            x = w & 0x7FF
-            ok = np.int64(x < width) & y_ok
-            out[j] = t_ns
-            out[j + u1] = x | (y << 16) | (((w >> 11) & 1) << 32)
-            j += u2 * np.uint64(ok)
-            dropped += 1 - ok
-        elif code == VECT_8 or code == VECT_12:
-            nbits = 12 if code == VECT_12 else 8
-            yp = (y << 16) | (vpol << 32)
-            if y_ok and base_x + nbits <= width:
-                xyp = yp | base_x
-                for b in range(8):
-                    out[j] = t_ns
-                    out[j + u1] = xyp + b
-                    j += u2 * np.uint64((w >> b) & 1)
-                if nbits == 12:
-                    for b in range(8, 12):
+    full = False
+    while i < n_words and not full and j <= cap:
+        # every word emits at most 12 events (24 slots): no capacity check inside a block
+        end = min(n_words, i + max(np.int64((cap - j) // np.uint64(24)), 1))
+        while i < end:
+            w = np.int64(words[i])
+            code = w >> 12
+            i += 1
+            if code == ADDR_Y:
+                y = w & 0x7FF
+                y_ok = np.int64(y < height)
+            elif code == ADDR_X:
+                x = w & 0x7FF
+                ok = np.int64(x < width) & y_ok
+                out[j] = t_ns
+                out[j + u1] = x | (y << 16) | (((w >> 11) & 1) << 32)
+                j += u2 * np.uint64(ok)
+                dropped += 1 - ok
+            elif code == VECT_8 or code == VECT_12:
+                nbits = 12 if code == VECT_12 else 8
+                yp = (y << 16) | (vpol << 32)
+                if y_ok and base_x + nbits <= width:
+                    xyp = yp | base_x
+                    for b in range(8):
                         out[j] = t_ns
                         out[j + u1] = xyp + b
                         j += u2 * np.uint64((w >> b) & 1)
-            else:
-                for b in range(nbits):
-                    if (w >> b) & 1:
-                        x = base_x + b
-                        if x < width and y_ok:
+                    if nbits == 12:
+                        for b in range(8, 12):
                             out[j] = t_ns
-                            out[j + u1] = x | yp
-                            j += u2
-                        else:
-                            dropped += 1
-            base_x += nbits
-        elif code == VECT_BASE_X:
-            base_x = w & 0x7FF
-            vpol = (w >> 11) & 1
-        elif code == TIME_LOW:
-            time_low = w & 0xFFF
-            t_ns = (time_high | time_low) * 1000
-        elif code == TIME_HIGH:
-            h = w & 0xFFF
-            last_h = (time_high >> 12) & 0xFFF
-            wraps = time_high >> 24
-            if h < last_h and last_h - h > WRAP_MARGIN:
-                wraps += 1
-                counters[C_WRAPS] += 1
-            time_high = (wraps << 24) | (h << 12)
-            t_ns = (time_high | time_low) * 1000
-        elif code == EXT_TRIGGER:
-            r = trig[nt]
-            r.t = t_ns
-            r.id = (w >> 8) & 0xF
-            r.p = w & 1
-            nt += 1
-        elif code == CONTINUED_4 or code == OTHERS or code == CONTINUED_12:
-            pass
-        else:
-            counters[C_UNKNOWN] += 1
-            unknown[code] += 1
+                            out[j + u1] = xyp + b
+                            j += u2 * np.uint64((w >> b) & 1)
+                else:
+                    for b in range(nbits):
+                        if (w >> b) & 1:
+                            x = base_x + b
+                            if x < width and y_ok:
+                                out[j] = t_ns
+                                out[j + u1] = x | yp
+                                j += u2
+                            else:
+                                dropped += 1
+                base_x += nbits
+            elif code == VECT_BASE_X:
+                base_x = w & 0x7FF
+                vpol = (w >> 11) & 1
+            elif code == TIME_LOW:
+                time_low = w & 0xFFF
+                t_ns = (time_high | time_low) * 1000
+            elif code == TIME_HIGH:
+                h = w & 0xFFF
+                last_h = (time_high >> 12) & 0xFFF
+                wraps = time_high >> 24
+                if h < last_h and last_h - h > WRAP_MARGIN:
+                    wraps += 1
+                    counters[C_WRAPS] += 1
+                time_high = (wraps << 24) | (h << 12)
+                t_ns = (time_high | time_low) * 1000
+            elif code == EXT_TRIGGER:
+                if nt == cap_trig:  # no room: give the word back and stop
+                    i -= 1
+                    full = True
+                    break
+                r = trig[nt]
+                r.t = t_ns
+                r.id = (w >> 8) & 0xF
+                r.p = w & 1
+                nt += 1
+            elif code == CONTINUED_4 or code == OTHERS or code == CONTINUED_12:
+                pass
+            else:
+                counters[C_UNKNOWN] += 1
+                unknown[code] += 1
     counters[C_DROPPED] += dropped
     state[S_TIME_HIGH] = time_high
     state[S_TIME_LOW] = time_low
