@@ -10,6 +10,7 @@ runtime use these same functions, so crops agree exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -134,6 +135,22 @@ def shift_affine(A: np.ndarray, x0: float, y0: float) -> np.ndarray:
     return out
 
 
+def by_channel_groups(fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> np.ndarray:
+    """Apply an OpenCV image function to an ``(H, W, C)`` image in groups of <= 4 channels.
+
+    OpenCV's warps and resizes handle at most 4 channels at a time; ``fn`` maps one
+    ``(H, W, c)`` group to ``(H', W'[, c])``. Returns ``(H', W', C)``.
+    """
+    img = np.ascontiguousarray(image)
+    if img.ndim == 2:
+        return fn(img)
+    parts = []
+    for c in range(0, img.shape[2], 4):
+        part = fn(np.ascontiguousarray(img[:, :, c : c + 4]))
+        parts.append(part.reshape(*part.shape[:2], -1))
+    return np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
+
+
 def warp_image(
     image: np.ndarray, A: np.ndarray, out_size: int, interpolation: int = cv2.INTER_LINEAR
 ) -> np.ndarray:
@@ -144,24 +161,17 @@ def warp_image(
     Returns:
         ``(out_size, out_size[, C])`` array of the input dtype.
     """
-    img = np.ascontiguousarray(image)
-    flags = interpolation
-    if img.ndim == 2 or img.shape[2] <= 4:
-        out = cv2.warpAffine(img, A, (out_size, out_size), flags=flags, borderValue=0)
-        return out.reshape(out_size, out_size, *img.shape[2:])
-    parts = [
-        cv2.warpAffine(np.ascontiguousarray(img[:, :, c : c + 4]), A, (out_size, out_size),
-                       flags=flags, borderValue=0).reshape(out_size, out_size, -1)
-        for c in range(0, img.shape[2], 4)
-    ]  # fmt: skip
-    return np.concatenate(parts, axis=2)
+    size = (out_size, out_size)
+    return by_channel_groups(
+        lambda g: cv2.warpAffine(g, A, size, flags=interpolation, borderValue=0), image
+    )
 
 
 def warp_chw(rep: np.ndarray, A: np.ndarray, out_size: int) -> np.ndarray:
     """Warp a channels-first ``(C, H, W)`` float32 representation into the crop."""
     hwc = np.ascontiguousarray(np.moveaxis(np.asarray(rep, dtype=np.float32), 0, -1))
-    out = warp_image(hwc, A, out_size)
-    return np.ascontiguousarray(np.moveaxis(out.reshape(out_size, out_size, -1), -1, 0))
+    out = warp_image(hwc, A, out_size).reshape(out_size, out_size, -1)
+    return np.ascontiguousarray(np.moveaxis(out, -1, 0))
 
 
 def events_in_roi(events: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
