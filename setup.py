@@ -30,7 +30,7 @@ setup(
         "train": ["tqdm>=4.60", "matplotlib>=3.7", "tensorboard>=2.14"],
         "bench": ["expelliarmus==1.1.12", "tonic>=1.5"],
         "synth": ["moderngl>=5.8", "pillow>=9"],
-        "dev": ["pytest>=7", "hypothesis>=6.80", "ruff>=0.6"],
+        "dev": ["pytest>=7", "hypothesis>=6.80", "ruff==0.17.6"],
     },
     zip_safe=True,
     maintainer="facealign_ros developers",
