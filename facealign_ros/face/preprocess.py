@@ -2,9 +2,10 @@
 
 Given an affine crop ``A`` (see :mod:`facealign_ros.face.crop`), an RGB frame and an event
 window, :func:`rgb_input` and :func:`event_input` build the ``(C, S, S)`` float32 tensors that
-the CMFA network takes. Event representations are computed on the source region that the crop
-covers (at sensor resolution) and then warped with ``A``, so a face of any size in the sensor
-gives the same input statistics; count-like channels become densities per source pixel.
+the CMFA network takes (RGB in ``[0, 1]``; the network normalises it). Event representations
+are computed on the source region that the crop covers (at sensor resolution) and then warped
+with ``A``, so a face of any size in the sensor gives the same input statistics; count-like
+channels become densities per source pixel.
 """
 
 from __future__ import annotations
@@ -28,9 +29,6 @@ from facealign_ros.face.crop import (
 
 REPRESENTATIONS = ("event_frame", "count", "time_surface", "voxel")
 """Event representation names, in the order their channels are stacked."""
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -203,7 +201,9 @@ def _empty_event_input(spec: InputSpec) -> np.ndarray:
 
 
 def rgb_input(image: np.ndarray, A: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Cropped, ImageNet-normalised RGB input: float32 ``(3, S, S)``.
+    """Cropped RGB input in ``[0, 1]``: float32 ``(3, S, S)``.
+
+    The network applies the ImageNet mean/std itself (so exported graphs take plain images).
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB, or ``(H, W)`` / ``(H, W, 1)`` uint8 mono (repeated).
@@ -222,6 +222,4 @@ def rgb_input(image: np.ndarray, A: np.ndarray, spec: InputSpec) -> np.ndarray:
         g = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
         img = np.repeat(g[:, :, None], 3, axis=2)
     crop = warp_image(img, A, spec.size).astype(np.float32) / 255.0
-    crop -= np.asarray(IMAGENET_MEAN, np.float32)
-    crop /= np.asarray(IMAGENET_STD, np.float32)
     return np.ascontiguousarray(np.moveaxis(crop, -1, 0))
