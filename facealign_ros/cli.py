@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="facealign", description="Event-camera (+RGB) face alignment: offline tools."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    from training.synth.cli import add_synth_parser  # argparse only: cheap to import
+
+    add_synth_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks measured side by side with references")
     bench_sub = bench.add_subparsers(dest="bench_target", required=True)
@@ -63,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "synth":
+        from training.synth.cli import run_synth
+
+        return run_synth(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 

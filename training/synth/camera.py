@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LIGHT_LEVELS: dict[str, float] = {"normal": 1.0, "low": 0.03, "dark": 0.005}
-"""Scene illumination relative to normal indoor light (~300 lux: low ~10 lux, dark ~1.5 lux)."""
+from training.synth.options import LIGHT_LEVELS
 
 
 def light_scale(level: str | float) -> float:
@@ -125,13 +124,25 @@ def capture(
     irr = np.mean(np.asarray(subframes, np.float32), axis=0) * np.float32(light)
     mean_e = irr * (config.sensitivity_e_per_s * exposure_s)
     mean_e += config.dark_current_e_per_s * exposure_s
-    electrons = rng.poisson(np.clip(mean_e, 0, 4 * config.full_well_e)).astype(np.float32)
+    electrons = _shot_noise(np.clip(mean_e, 0, 4 * config.full_well_e), rng)
     electrons = np.minimum(electrons, config.full_well_e)
-    electrons += rng.normal(0.0, config.read_noise_e, size=electrons.shape).astype(np.float32)
+    read = rng.standard_normal(electrons.shape, dtype=np.float32)
+    electrons += read * np.float32(config.read_noise_e)
     signal = np.clip(electrons * np.float32(gain / config.full_well_e), 0.0, 1.0)
     if config.gamma != 1.0:
         signal = signal ** np.float32(1.0 / config.gamma)
     return np.rint(signal * 255.0).astype(np.uint8)
+
+
+def _shot_noise(mean_e: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Poisson electron counts; the normal approximation above 100 e- (3x faster, same moments)."""
+    flat = mean_e.reshape(-1)
+    out = np.empty(flat.shape, np.float32)
+    big = flat > 100.0
+    m = flat[big]
+    out[big] = m + np.sqrt(m) * rng.standard_normal(m.shape[0], dtype=np.float32)
+    out[~big] = rng.poisson(flat[~big])
+    return np.rint(out).reshape(mean_e.shape)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

@@ -335,3 +335,39 @@ def adaptive_sample_times(
             out.add(mid)
             stack += [(a, mid), (mid, b)]
     return np.array(sorted(out), np.int64)
+
+
+def piecewise_sample_times(
+    t0_ns: int,
+    t1_ns: int,
+    positions: Callable[[int], np.ndarray],
+    max_px: float = 1.0,
+    probes: int = 4,
+    min_dt_ns: int = 20_000,
+) -> np.ndarray:
+    """Render times in ``[t0, t1]``: probe the motion, then split each probe span uniformly.
+
+    Like :func:`adaptive_sample_times` (dense where points move fast, sparse where they are
+    still) but without bisection's power-of-two overshoot: the interval is cut into ``probes``
+    equal spans and span ``i`` gets ``subframe_count`` equal sub-intervals, so no point moves
+    more than about ``max_px`` between samples when its motion is smooth within a span.
+
+    Args:
+        t0_ns: interval start, ns.
+        t1_ns: interval end, ns.
+        positions: ``t_ns -> (N, 2)`` projected pixel positions.
+        max_px: largest allowed displacement between consecutive samples, px.
+        probes: number of equal spans whose end points are probed (>= 1).
+        min_dt_ns: spans are not split below this length, ns.
+
+    Returns:
+        (M,) int64 sorted unique sample times including ``t0_ns`` and ``t1_ns``.
+    """
+    edges = np.linspace(int(t0_ns), int(t1_ns), max(1, int(probes)) + 1).round().astype(np.int64)
+    pos = [positions(int(t)) for t in edges]
+    out = [edges[:1]]
+    for i in range(len(edges) - 1):
+        a, b = int(edges[i]), int(edges[i + 1])
+        n = min(subframe_count(pos[i], pos[i + 1], max_px), max(1, (b - a) // max(min_dt_ns, 1)))
+        out.append(np.linspace(a, b, n + 1).round().astype(np.int64)[1:])
+    return np.unique(np.concatenate(out))

@@ -199,7 +199,7 @@ _FRAG = """
 #version 330
 uniform sampler2D tex; uniform vec3 light_dir; uniform vec4 light; uniform vec3 tint;
 in vec3 v_pos; in vec3 v_normal; in vec2 v_uv; in vec3 v_color;
-layout(location = 0) out vec4 f_color; layout(location = 1) out float f_z;
+layout(location = 0) out vec4 f_color;
 void main() {
     vec3 n = normalize(v_normal); vec3 v = normalize(-v_pos);
     if (dot(n, v) < 0.0) n = -n;
@@ -207,8 +207,8 @@ void main() {
     vec3 h = normalize(light_dir + v);
     float spec = ndl > 0.0 ? light.z * pow(max(dot(n, h), 0.0), light.w) : 0.0;
     vec3 albedo = texture(tex, v_uv).rgb * v_color * tint;
-    f_color = vec4(albedo * (light.x + light.y * ndl) + spec, 1.0);
-    f_z = 1.0 / v_pos.z;  // inverse depth: the cleared 0 means infinitely far
+    // alpha carries the inverse depth (one read-back); the cleared 0 means infinitely far
+    f_color = vec4(albedo * (light.x + light.y * ndl) + spec, 1.0 / v_pos.z);
 }
 """
 
@@ -244,44 +244,62 @@ class GLRenderer:
         big = camera.scaled(supersample)
         size = (big.width, big.height)
         self._color = self.ctx.texture(size, 4, dtype="f4")
-        self._z = self.ctx.texture(size, 1, dtype="f4")
         self.fbo = self.ctx.framebuffer(
-            color_attachments=[self._color, self._z],
+            color_attachments=[self._color],
             depth_attachment=self.ctx.depth_renderbuffer(size),
         )
         self._white = self.ctx.texture((1, 1), 3, np.ones(3, np.float32).tobytes(), dtype="f4")
-        self._meshes: dict[int, tuple] = {}
+        self._meshes: dict[int, list] = {}
+        self._textures: dict[int, tuple] = {}
         self.prog["intr"].value = (big.fx, big.fy, big.cx, big.cy)
         self.prog["size"].value = size
         self.prog["clip"].value = (near, far)
 
+    def _texture(self, mesh: HeadMesh):  # noqa: ANN202 - moderngl.Texture
+        """The GL texture of ``mesh`` (cached by texture array, shared by deformed meshes)."""
+        if mesh.texture is None:
+            return self._white
+        key = id(mesh.texture)
+        if key in self._textures and self._textures[key][0] is mesh.texture:
+            return self._textures[key][1]
+        if len(self._textures) >= 4:
+            self._textures.pop(next(iter(self._textures)))[1].release()
+        tex_arr = np.ascontiguousarray(mesh.texture[::-1], np.float32)  # row 0 = v = 0
+        tex = self.ctx.texture(tex_arr.shape[1::-1], 3, tex_arr.tobytes(), dtype="f4")
+        tex.build_mipmaps()
+        tex.filter = (self.ctx.LINEAR_MIPMAP_LINEAR, self.ctx.LINEAR)
+        self._textures[key] = (mesh.texture, tex)
+        return tex
+
     def _upload(self, mesh: HeadMesh) -> tuple:
-        key = id(mesh)
-        if key in self._meshes and self._meshes[key][0] is mesh:
-            return self._meshes[key]
-        if len(self._meshes) >= 8:
-            old = self._meshes.pop(next(iter(self._meshes)))
-            for res in old[1:]:
-                if res is not self._white:
+        """Vertex array and texture of ``mesh``.
+
+        Geometry buffers are cached per face array: a mesh that shares its ``faces`` with an
+        uploaded one (an expression or identity warp made with ``dataclasses.replace``) only
+        rewrites the vertex buffer, and the texture is uploaded once per texture array.
+        """
+        key = id(mesh.faces)
+        entry = self._meshes.get(key)
+        if entry is None or entry[0] is not mesh.faces or entry[1].size != 44 * len(mesh.vertices):
+            if len(self._meshes) >= 8:
+                old = self._meshes.pop(next(iter(self._meshes)))
+                for res in old[1:4]:
                     res.release()
-        attrs = np.concatenate([mesh.vertices, mesh.normals, mesh.uv, mesh.colors], axis=1)
-        vbo = self.ctx.buffer(np.ascontiguousarray(attrs, np.float32).tobytes())
-        ibo = self.ctx.buffer(np.ascontiguousarray(mesh.faces, np.int32).tobytes())
-        vao = self.ctx.vertex_array(
-            self.prog,
-            [(vbo, "3f 3f 2f 3f", "in_pos", "in_normal", "in_uv", "in_color")],
-            index_buffer=ibo,
-            index_element_size=4,
-        )
-        if mesh.texture is not None:
-            tex_arr = np.ascontiguousarray(mesh.texture[::-1], np.float32)  # row 0 = v = 0
-            tex = self.ctx.texture(tex_arr.shape[1::-1], 3, tex_arr.tobytes(), dtype="f4")
-            tex.build_mipmaps()
-            tex.filter = (self.ctx.LINEAR_MIPMAP_LINEAR, self.ctx.LINEAR)
-        else:
-            tex = self._white
-        self._meshes[key] = (mesh, vao, vbo, ibo, tex)
-        return self._meshes[key]
+            vbo = self.ctx.buffer(reserve=44 * len(mesh.vertices))
+            ibo = self.ctx.buffer(np.ascontiguousarray(mesh.faces, np.int32).tobytes())
+            vao = self.ctx.vertex_array(
+                self.prog,
+                [(vbo, "3f 3f 2f 3f", "in_pos", "in_normal", "in_uv", "in_color")],
+                index_buffer=ibo,
+                index_element_size=4,
+            )
+            entry = [mesh.faces, vbo, ibo, vao, None]
+            self._meshes[key] = entry
+        if entry[4] is not mesh:
+            attrs = np.concatenate([mesh.vertices, mesh.normals, mesh.uv, mesh.colors], axis=1)
+            entry[1].write(np.ascontiguousarray(attrs, np.float32).tobytes())
+            entry[4] = mesh
+        return entry[3], self._texture(mesh)
 
     def render(
         self,
@@ -307,7 +325,7 @@ class GLRenderer:
         """
         import moderngl
 
-        _, vao, _, _, tex = self._upload(mesh)
+        vao, tex = self._upload(mesh)
         self.prog["R"].value = tuple(np.asarray(rotation, np.float64).T.ravel())
         self.prog["t"].value = tuple(np.asarray(translation, np.float64))
         self.prog["light_dir"].value = tuple(lighting.unit_direction())
@@ -322,12 +340,13 @@ class GLRenderer:
         vao.render(moderngl.TRIANGLES)
         big = self.camera.scaled(self.supersample)
         shape = (big.height, big.width)
-        rgba = np.frombuffer(self.fbo.read(components=4, dtype="f4"), np.float32)
-        z = np.frombuffer(self.fbo.read(components=1, attachment=1, dtype="f4"), np.float32)
-        inv_z = _block_reduce(z.reshape(shape), self.supersample, np.maximum)  # nearest
+        rgba = np.frombuffer(self.fbo.read(components=4, dtype="f4"), np.float32).reshape(*shape, 4)
+        inv_z = _block_reduce(rgba[..., 3], self.supersample, np.maximum)  # nearest surface
+        rgba = rgba.copy()  # the read-back buffer is read-only; inv_z keeps the original
+        rgba[..., 3] = rgba[..., 3] > 0  # coverage (premultiplied alpha)
         with np.errstate(divide="ignore"):
             z = np.float32(1.0) / inv_z
-        image, alpha = _composite(rgba.reshape(*shape, 4), background, self.supersample)
+        image, alpha = _composite(rgba, background, self.supersample)
         return RenderOutput(image, z, alpha)
 
     def close(self) -> None:
