@@ -20,6 +20,7 @@ from facealign_ros.events.types import (
     TRIGGER_DTYPE,
     DecodeError,
     DecodeStats,
+    concat_events,
     empty_events,
     make_events,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "EventFrame",
     "TimeSurface",
     "VoxelGrid",
+    "concat_events",
     "count_frame",
     "event_frame",
     "time_surface",

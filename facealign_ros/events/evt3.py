@@ -28,7 +28,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from facealign_ros.events.types import EVENT_DTYPE, TRIGGER_DTYPE
+from facealign_ros.events.types import EVENT_DTYPE, TRIGGER_DTYPE, concat_structured
 
 ADDR_Y, ADDR_X, VECT_BASE_X, VECT_12, VECT_8 = 0, 2, 3, 4, 5
 TIME_LOW, CONTINUED_4, TIME_HIGH, EXT_TRIGGER = 6, 7, 8, 10
@@ -215,7 +215,7 @@ def decode_evt3(
         )
         chunks.append(out[: 2 * n].view(EVENT_DTYPE))
         trig_chunks.append(trig[:nt])
-    return np.concatenate(chunks), np.concatenate(trig_chunks)
+    return concat_structured(chunks, EVENT_DTYPE), concat_structured(trig_chunks, TRIGGER_DTYPE)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -46,6 +46,25 @@ def empty_events(n: int = 0) -> np.ndarray:
     return np.zeros(n, dtype=EVENT_DTYPE)
 
 
+def concat_structured(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """Concatenate structured arrays keeping ``dtype`` exactly.
+
+    ``np.concatenate`` of padded structured dtypes returns a packed dtype under numpy 2, which
+    would silently change the event layout; this copies into an array of ``dtype`` instead.
+    """
+    out = np.empty(sum(int(a.shape[0]) for a in arrays), dtype=dtype)
+    pos = 0
+    for a in arrays:
+        out[pos : pos + a.shape[0]] = a
+        pos += a.shape[0]
+    return out
+
+
+def concat_events(arrays: list[np.ndarray]) -> np.ndarray:
+    """Concatenate event arrays into one :data:`EVENT_DTYPE` array."""
+    return concat_structured(arrays, EVENT_DTYPE)
+
+
 def make_events(t, x, y, p) -> np.ndarray:
     """Build an event array from four equally long array-likes (t in ns)."""
     t = np.asarray(t, dtype=np.int64)

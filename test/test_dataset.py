@@ -1,0 +1,92 @@
+"""Training data from ground-truth bags: decoding, caching, samples, augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facealign_ros.events import EVENT_DTYPE
+from facealign_ros.face.landmarks import REP155_70, flip_normalized
+from facealign_ros.face.preprocess import InputSpec
+from training.data import (
+    SAMPLE_KEYS,
+    AugmentConfig,
+    BagWindowDataset,
+    build_dataset,
+    load_bag_arrays,
+)
+
+NO_AUG = AugmentConfig(enabled=False)
+FLIP_ONLY = AugmentConfig(
+    box_scale_jitter=0, box_shift=0, rotation_deg=0, flip_prob=1.0, event_drop_max=0,
+    event_noise_max=0, rgb_gain=1.0, rgb_gamma=1.0, rgb_noise_max=0, rgb_blur_prob=0,
+)  # fmt: skip
+
+
+def test_bag_arrays_decode_and_cache(synth_bag: Path) -> None:
+    a = load_bag_arrays(synth_bag, cache=False)
+    assert a.events.dtype == EVENT_DTYPE and a.events.size > 1000
+    assert np.all(np.diff(a.events["t"]) >= 0)
+    # event times are ROS times inside the recording, like the image stamps
+    assert a.frame_stamps[0] - 40_000_000 < a.events["t"][0] < a.frame_stamps[-1]
+    assert a.frames.shape == (12, 260, 346, 3) and a.gt_points.shape == (12, 70, 2)
+    assert np.array_equal(a.gt_stamps, a.frame_stamps)
+    assert a.hf_points.shape[0] >= 390 and a.K is not None and a.light == 1 and a.motion == 0
+    cached = load_bag_arrays(synth_bag)
+    again = load_bag_arrays(synth_bag)  # from the cache, memory-mapped
+    assert isinstance(again.events, np.memmap)
+    for k in ("events", "frames", "gt_points", "hf_stamps", "pose_rot"):
+        assert np.array_equal(getattr(cached, k), getattr(a, k))
+        assert np.array_equal(getattr(again, k), getattr(a, k))
+
+
+def test_sample_contract_and_ground_truth_in_crop(synth_bag: Path) -> None:
+    ds = BagWindowDataset([load_bag_arrays(synth_bag)], InputSpec(size=64), NO_AUG, hf_per_frame=2)
+    assert len(ds) == 12 + 2 * 12  # frame samples + 2 high-rate samples per frame
+    s = ds[5]
+    assert set(s) == set(SAMPLE_KEYS)
+    assert s["events"].shape == (InputSpec().event_channels, 64, 64)
+    assert s["rgb"].shape == (3, 64, 64) and s["rgb"].min() >= 0 and s["rgb"].max() <= 1
+    lm = s["landmarks"]
+    assert lm.shape == (70, 2) and lm.dtype == np.float32
+    # the box is the landmark extent x 1.25: all points inside, spread over the crop
+    assert lm.min() > 0.05 and lm.max() < 0.95 and np.ptp(lm[:, 0]) > 0.6
+    assert np.all(np.isfinite(s["pose_deg"]))
+    # the event crop has its activity on the face, not in the corners
+    act = np.abs(s["events"][1:]).sum(0)
+    assert act[16:48, 16:48].mean() > act[:8, :8].mean()
+
+
+def test_augmentation_is_deterministic_per_epoch(synth_bag: Path) -> None:
+    bags = [load_bag_arrays(synth_bag)]
+    a = BagWindowDataset(bags, InputSpec(size=48), AugmentConfig(), seed=3)
+    b = BagWindowDataset(bags, InputSpec(size=48), AugmentConfig(), seed=3)
+    x, y = a[4], b[4]
+    for k in ("events", "rgb", "landmarks"):
+        assert np.array_equal(x[k], y[k])
+    b.set_epoch(1)
+    assert not np.array_equal(x["landmarks"], b[4]["landmarks"])
+
+
+def test_flip_mirrors_images_and_reorders_landmarks(synth_bag: Path) -> None:
+    bags = [load_bag_arrays(synth_bag)]
+    plain = BagWindowDataset(bags, InputSpec(size=48), NO_AUG)[7]
+    flip = BagWindowDataset(bags, InputSpec(size=48), FLIP_ONLY)[7]
+    assert np.allclose(flip["rgb"], plain["rgb"][:, :, ::-1], atol=1e-5)
+    assert np.allclose(flip["events"], plain["events"][:, :, ::-1], atol=1e-5)
+    assert np.allclose(flip["landmarks"], flip_normalized(plain["landmarks"], REP155_70), atol=1e-5)
+    assert np.array_equal(flip["visible"], plain["visible"][REP155_70.flip])
+    assert np.allclose(flip["pose_deg"], plain["pose_deg"] * [-1, 1, -1], atol=1e-4)
+
+
+def test_build_dataset_config_errors(synth_bag: Path, tmp_path: Path) -> None:
+    ds = build_dataset({"paths": {"val": [str(synth_bag)]}, "input": {"size": 32}}, "val", 0)
+    assert len(ds) == 12 and not ds.augment.enabled
+    with pytest.raises(ValueError, match="unknown keys"):
+        build_dataset({"paths": {"val": [str(synth_bag)]}, "colour": 1}, "val", 0)
+    with pytest.raises(ValueError, match="no paths"):
+        build_dataset({"paths": {}}, "train", 0)
+    with pytest.raises(FileNotFoundError, match="no bag"):
+        build_dataset({"paths": {"val": [str(tmp_path / "nope*")]}}, "val", 0)

@@ -1,0 +1,60 @@
+"""Training data: ground-truth bags decoded to arrays, and cropped samples for the model."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+from facealign_ros.face.preprocess import InputSpec
+from training.data.bag_arrays import BagArrays, load_bag_arrays
+from training.data.dataset import SAMPLE_KEYS, AugmentConfig, BagWindowDataset
+
+__all__ = [
+    "SAMPLE_KEYS",
+    "AugmentConfig",
+    "BagArrays",
+    "BagWindowDataset",
+    "build_dataset",
+    "expand_paths",
+    "load_bag_arrays",
+]
+
+
+def expand_paths(patterns: list[str] | str) -> list[Path]:
+    """Bag paths from paths and glob patterns (sorted, de-duplicated).
+
+    Raises:
+        FileNotFoundError: if a pattern matches nothing.
+    """
+    out: list[Path] = []
+    for pat in [patterns] if isinstance(patterns, str) else patterns:
+        hits = sorted(glob.glob(str(pat))) or ([pat] if Path(pat).exists() else [])
+        if not hits:
+            raise FileNotFoundError(f"no bag matches {pat!r}")
+        out += [Path(h) for h in hits if Path(h) not in out]
+    return out
+
+
+def build_dataset(cfg_data: dict[str, Any], split: str, seed: int) -> BagWindowDataset:
+    """Dataset of ``split`` from a data config.
+
+    ``cfg_data`` keys: ``kind: bags``; ``paths: {train: [...], val: [...]}`` (paths or globs);
+    ``input``: :class:`~facealign_ros.face.preprocess.InputSpec` fields; ``augment``:
+    :class:`AugmentConfig` fields (applied to the ``train`` split only); ``hf_per_frame``:
+    high-rate samples per frame interval (train split; 0 for evaluation).
+    """
+    known = {"kind", "paths", "input", "augment", "hf_per_frame", "eval_hf_per_frame"}
+    if unknown := sorted(set(cfg_data) - known):
+        raise ValueError(f"data config: unknown keys {unknown}")
+    if cfg_data.get("kind", "bags") != "bags":
+        raise ValueError(f"data config: unknown kind {cfg_data.get('kind')!r}")
+    paths = cfg_data.get("paths", {}).get(split)
+    if not paths:
+        raise ValueError(f"data config: no paths for split {split!r}")
+    spec = InputSpec.from_dict(cfg_data.get("input", {}))
+    train = split == "train"
+    augment = AugmentConfig.from_dict(cfg_data.get("augment", {})) if train else None
+    hf = int(cfg_data.get("hf_per_frame" if train else "eval_hf_per_frame", 0))
+    bags = [load_bag_arrays(p) for p in expand_paths(paths)]
+    return BagWindowDataset(bags, spec, augment, seed=seed, hf_per_frame=hf)

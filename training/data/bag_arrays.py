@@ -1,0 +1,205 @@
+"""A recording with ground truth, decoded once into arrays (and cached on disk).
+
+:func:`load_bag_arrays` reads a rosbag2 written by the synthetic engine (or a user recording
+labelled by ``facealign label``): it decodes the event packets exactly as the runtime does
+(:class:`~facealign_ros.events.Decoder` + :class:`~facealign_ros.events.clock.SensorClock`),
+converts event times to ROS time, and collects images and ground truth. The result is cached as
+``.npy`` files keyed by the bag's path, size and modification time, and memory-mapped on later
+loads, so datasets of many bags start fast and share pages between data-loader workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facealign_ros.bag import BagReader
+from facealign_ros.events import Decoder, concat_events
+from facealign_ros.events.clock import SensorClock
+from facealign_ros.messages import image_from_msg, landmarks_from_msg, pose_from_msg, stamp_ns
+
+TOPIC_EVENTS = "/event_camera/events"
+TOPIC_IMAGE = "/camera/image_raw"
+TOPIC_INFO = "/camera/camera_info"
+TOPIC_GT = "/facealign/gt/landmarks"
+TOPIC_POSE = "/facealign/gt/head_pose"
+TOPIC_GT_HF = "/facealign/gt/landmarks_hf"
+TOPIC_META = "/facealign/synth/metadata"
+LIGHTS = ("normal", "low", "dark")
+MOTIONS = ("slow", "fast")
+CACHE_VERSION = "1"
+
+
+@dataclass
+class BagArrays:
+    """One recording as arrays; times are ROS time in ns.
+
+    Attributes:
+        events: :data:`EVENT_DTYPE` ``(E,)`` with ``t`` converted to ROS time, time-ordered.
+        width: event sensor width, px.
+        height: event sensor height, px.
+        frames: ``(F, H, W, 3)`` uint8 RGB frames (registered to the event sensor).
+        frame_stamps: ``(F,)`` int64 image stamps.
+        gt_stamps: ``(G,)`` int64 stamps of ground-truth landmarks at frames.
+        gt_points: ``(G, 70, 2)`` float32 landmarks, sensor pixels.
+        gt_visible: ``(G, 70)`` float32 visibility.
+        pose_stamps: ``(P,)`` int64; ``pose_rot`` ``(P, 3, 3)``; ``pose_t`` ``(P, 3)`` metres.
+        hf_stamps: ``(M,)`` int64 stamps of the high-rate ground truth; ``hf_points``
+            ``(M, 70, 2)``; ``hf_visible`` ``(M, 70)``.
+        K: ``(3, 3)`` camera matrix (from CameraInfo), or None.
+        light: index into :data:`LIGHTS` (-1 unknown). motion: index into :data:`MOTIONS`.
+        name: the bag's directory name.
+    """
+
+    events: np.ndarray
+    width: int
+    height: int
+    frames: np.ndarray
+    frame_stamps: np.ndarray
+    gt_stamps: np.ndarray
+    gt_points: np.ndarray
+    gt_visible: np.ndarray
+    pose_stamps: np.ndarray
+    pose_rot: np.ndarray
+    pose_t: np.ndarray
+    hf_stamps: np.ndarray
+    hf_points: np.ndarray
+    hf_visible: np.ndarray
+    K: np.ndarray | None
+    light: int
+    motion: int
+    name: str
+
+    def events_between(self, t0: int, t1: int) -> np.ndarray:
+        """Events with ``t0 <= t < t1`` (ROS ns), a view."""
+        t = self.events["t"]
+        return self.events[np.searchsorted(t, t0) : np.searchsorted(t, t1)]
+
+
+_ARRAYS = ("events", "frames", "frame_stamps", "gt_stamps", "gt_points", "gt_visible")
+_ARRAYS += ("pose_stamps", "pose_rot", "pose_t", "hf_stamps", "hf_points", "hf_visible")
+
+
+def _cache_root() -> Path:
+    root = os.environ.get("FACEALIGN_CACHE") or Path.home() / ".cache" / "facealign_ros"
+    return Path(root) / "bag_arrays"
+
+
+def _cache_key(path: Path) -> str:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    h = hashlib.sha1(CACHE_VERSION.encode())
+    h.update(str(path.resolve()).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+def load_bag_arrays(path: str | Path, cache: bool = True) -> BagArrays:
+    """Decode a ground-truth bag into :class:`BagArrays` (cached under ``$FACEALIGN_CACHE``).
+
+    Raises:
+        facealign_ros.bag.BagError: if the bag cannot be read or lacks the event topic.
+        ValueError: if it has no ground-truth landmarks.
+    """
+    path = Path(path)
+    cdir = _cache_root() / _cache_key(path)
+    if cache and (cdir / "meta.json").is_file():
+        meta = json.loads((cdir / "meta.json").read_text())
+        arrs = {k: np.load(cdir / f"{k}.npy", mmap_mode="r") for k in _ARRAYS}
+        K = np.asarray(meta["K"]) if meta["K"] is not None else None
+        return BagArrays(**arrs, width=meta["width"], height=meta["height"], K=K,
+                         light=meta["light"], motion=meta["motion"], name=meta["name"])  # fmt: skip
+    arrays = _decode(path)
+    if cache:
+        tmp = cdir.with_name(cdir.name + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for k in _ARRAYS:
+            np.save(tmp / f"{k}.npy", getattr(arrays, k))
+        meta = {
+            "width": arrays.width,
+            "height": arrays.height,
+            "light": arrays.light,
+            "motion": arrays.motion,
+            "name": arrays.name,
+            "K": None if arrays.K is None else arrays.K.tolist(),
+            "source": str(path),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        with contextlib.suppress(OSError):  # another process may have cached it first
+            tmp.rename(cdir)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return arrays
+
+
+def _decode(path: Path) -> BagArrays:
+    events, frames, frame_stamps = [], [], []
+    gt, pose, hf = ([], [], []), ([], [], []), ([], [], [])
+    K, light, motion, dec, clock, size = None, -1, -1, None, SensorClock(), (0, 0)
+    with BagReader(path) as bag:
+        topics = bag.topics
+        if TOPIC_EVENTS not in topics:
+            raise ValueError(f"bag {str(path)!r} has no {TOPIC_EVENTS} topic")
+        if TOPIC_GT not in topics:
+            raise ValueError(f"bag {str(path)!r} has no ground truth on {TOPIC_GT}")
+        wanted = [t for t in (TOPIC_EVENTS, TOPIC_IMAGE, TOPIC_INFO, TOPIC_GT, TOPIC_POSE,
+                              TOPIC_GT_HF, TOPIC_META) if t in topics]  # fmt: skip
+        for topic, _, msg in bag.messages(wanted):
+            if topic == TOPIC_EVENTS:
+                if dec is None:
+                    size = (int(msg.width), int(msg.height))
+                    dec = Decoder(msg.encoding, *size)
+                ev = dec.decode_packet(msg)
+                if ev.size:
+                    clock.observe(stamp_ns(msg), int(ev["t"][0]))
+                    ev = ev.copy()
+                    ev["t"] = clock.to_ros(ev["t"])
+                    events.append(ev)
+            elif topic == TOPIC_IMAGE:
+                frames.append(image_from_msg(msg))
+                frame_stamps.append(stamp_ns(msg))
+            elif topic == TOPIC_INFO and K is None:
+                K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+            elif topic in (TOPIC_GT, TOPIC_GT_HF):
+                xy, c = landmarks_from_msg(msg)
+                dst = gt if topic == TOPIC_GT else hf
+                dst[0].append(stamp_ns(msg))
+                dst[1].append(xy)
+                dst[2].append(c)
+            elif topic == TOPIC_POSE:
+                R, t = pose_from_msg(msg)
+                pose[0].append(stamp_ns(msg))
+                pose[1].append(R)
+                pose[2].append(t)
+            elif topic == TOPIC_META:
+                meta = json.loads(msg.data)
+                scene = meta.get("scene", {})
+                light = LIGHTS.index(scene["light"]) if scene.get("light") in LIGHTS else -1
+                motion = MOTIONS.index(scene["motion"]) if scene.get("motion") in MOTIONS else -1
+    ev = concat_events(events)
+    if ev.size and np.any(np.diff(ev["t"]) < 0):
+        ev = ev[np.argsort(ev["t"], kind="stable")]
+    h, w = size[1], size[0]
+    f = np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8)
+
+    def arr(x: list, shape: tuple, dtype: type) -> np.ndarray:
+        return np.asarray(x, dtype=dtype) if x else np.zeros((0, *shape), dtype)
+
+    return BagArrays(
+        events=ev, width=w, height=h, frames=f,
+        frame_stamps=arr(frame_stamps, (), np.int64),
+        gt_stamps=arr(gt[0], (), np.int64), gt_points=arr(gt[1], (70, 2), np.float32),
+        gt_visible=arr(gt[2], (70,), np.float32),
+        pose_stamps=arr(pose[0], (), np.int64), pose_rot=arr(pose[1], (3, 3), np.float64),
+        pose_t=arr(pose[2], (3,), np.float64),
+        hf_stamps=arr(hf[0], (), np.int64), hf_points=arr(hf[1], (70, 2), np.float32),
+        hf_visible=arr(hf[2], (70,), np.float32),
+        K=K, light=light, motion=motion, name=path.name,
+    )  # fmt: skip

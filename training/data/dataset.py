@@ -1,0 +1,221 @@
+"""Training samples from ground-truth bags: event window + RGB frame + landmarks, cropped.
+
+Every sample goes through the runtime's own preprocessing (:mod:`facealign_ros.face.crop`,
+:mod:`facealign_ros.face.preprocess`), with the face box taken from the ground truth and jittered
+(as the tracker's box would be). Two kinds of samples:
+
+* *frame* samples at every RGB frame: events of the window ending at the image stamp + that image;
+* *high-rate* samples at ground-truth times between frames (1 kHz topic): events of the window
+  ending there + the latest earlier image (stale RGB, as the node's events mode reuses it).
+
+Items are dicts (see :data:`SAMPLE_KEYS`). Augmentation is deterministic: sample ``i`` of epoch
+``e`` uses ``np.random.default_rng((seed, e, i))``; call :meth:`BagWindowDataset.set_epoch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facealign_ros.events import EVENT_DTYPE, concat_events
+from facealign_ros.face.crop import box_from_landmarks, crop_affine, to_normalized, transform_points
+from facealign_ros.face.landmarks import REP155_70
+from facealign_ros.face.pose import matrix_to_euler
+from facealign_ros.face.preprocess import InputSpec, event_input, rgb_input
+from training.data.bag_arrays import BagArrays
+
+SAMPLE_KEYS = ("events", "rgb", "rgb_present", "event_present", "landmarks", "visible",
+               "pose_deg", "light", "motion", "A", "stamp_ns")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation (all off with ``enabled=False``).
+
+    Attributes:
+        enabled: apply augmentation.
+        box_scale_jitter: box side multiplied by ``U(1 - j, 1 + j)``.
+        box_shift: box centre shifted by ``N(0, s * side)`` per axis.
+        rotation_deg: crop rotated by ``U(-r, r)``.
+        flip_prob: probability of a horizontal mirror (landmark indices re-ordered).
+        event_drop_max: a fraction ``U(0, d)`` of the window's events is removed.
+        event_noise_max: uniform noise events, up to this fraction of the window's events.
+        rgb_gain: brightness multiplied by ``U(1/g, g)``.
+        rgb_gamma: gamma ``U(1/g, g)`` applied after the gain (1: none).
+        rgb_noise_max: Gaussian noise std up to this value (in [0, 1] units).
+        rgb_blur_prob: probability of a Gaussian blur (motion / focus).
+    """
+
+    enabled: bool = True
+    box_scale_jitter: float = 0.15
+    box_shift: float = 0.06
+    rotation_deg: float = 20.0
+    flip_prob: float = 0.5
+    event_drop_max: float = 0.4
+    event_noise_max: float = 0.2
+    rgb_gain: float = 1.6
+    rgb_gamma: float = 1.4
+    rgb_noise_max: float = 0.04
+    rgb_blur_prob: float = 0.2
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
+        """Build from a dict; unknown keys are an error."""
+        if unknown := sorted(set(d) - {f.name for f in fields(cls)}):
+            raise ValueError(f"AugmentConfig: unknown keys {unknown}")
+        return cls(**d)
+
+
+class BagWindowDataset:
+    """Cropped samples over several :class:`BagArrays` (a torch-style map dataset).
+
+    Args:
+        bags: decoded recordings.
+        spec: the model's input specification.
+        augment: augmentation settings (use ``AugmentConfig(enabled=False)`` for evaluation).
+        seed: base seed of the per-sample random generators.
+        hf_per_frame: high-rate samples per frame interval (0: frame samples only).
+    """
+
+    def __init__(
+        self,
+        bags: list[BagArrays],
+        spec: InputSpec,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        hf_per_frame: int = 0,
+    ) -> None:
+        self.bags = bags
+        self.spec = spec
+        self.augment = augment or AugmentConfig(enabled=False)
+        self.seed = int(seed)
+        self.epoch = 0
+        index = []  # (bag, kind, row): kind 0 = frame sample (gt row), 1 = high-rate (hf row)
+        for b, bag in enumerate(bags):
+            if bag.frame_stamps.size == 0:
+                continue
+            rows = np.nonzero(bag.gt_stamps >= bag.frame_stamps[0])[0]
+            index += [(b, 0, int(r)) for r in rows]
+            valid = np.nonzero(bag.hf_stamps > bag.frame_stamps[0])[0]
+            n = min(valid.size, hf_per_frame * rows.size)
+            if n:
+                pick = np.linspace(0, valid.size - 1, n).round().astype(int)
+                index += [(b, 1, int(valid[p])) for p in pick]
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        b, kind, row = self.index[i]
+        bag = self.bags[b]
+        rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+        aug = self.augment
+        if kind == 0:
+            t = int(bag.gt_stamps[row])
+            pts, vis = np.asarray(bag.gt_points[row], np.float64), bag.gt_visible[row]
+        else:
+            t = int(bag.hf_stamps[row])
+            pts, vis = np.asarray(bag.hf_points[row], np.float64), bag.hf_visible[row]
+        vis = np.asarray(vis, np.float32).copy()
+        fi = int(np.searchsorted(bag.frame_stamps, t, side="right")) - 1
+        A, flip = self._affine(pts, vis, rng)
+        events = bag.events_between(t - self.spec.window_ns, t)
+        if aug.enabled:
+            events = _augment_events(events, bag.width, bag.height, rng, aug)
+        ev = event_input(events, A, self.spec, bag.width, bag.height, t)
+        if fi >= 0:
+            rgb = rgb_input(bag.frames[fi], A, self.spec)
+            if aug.enabled:
+                rgb = _augment_rgb(rgb, rng, aug)
+        else:
+            rgb = np.zeros((3, self.spec.size, self.spec.size), np.float32)
+        lm = to_normalized(transform_points(pts, A), self.spec.size)
+        if flip:
+            lm, vis = lm[REP155_70.flip], vis[REP155_70.flip]
+        return {
+            "events": ev,
+            "rgb": rgb,
+            "rgb_present": fi >= 0,
+            "event_present": True,
+            "landmarks": lm.astype(np.float32),
+            "visible": vis,
+            "pose_deg": self._pose(bag, t, flip),
+            "light": bag.light,
+            "motion": bag.motion,
+            "A": A,
+            "stamp_ns": np.int64(t),
+        }
+
+    def _affine(
+        self, pts: np.ndarray, vis: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, bool]:
+        """Crop affine from the ground truth (jittered and maybe mirrored in training)."""
+        box = box_from_landmarks(pts, vis, self.spec.box_scale)
+        aug, angle, flip = self.augment, 0.0, False
+        if aug.enabled:
+            side = box.side * rng.uniform(1 - aug.box_scale_jitter, 1 + aug.box_scale_jitter)
+            cx, cy = box.cx + rng.normal(0, aug.box_shift) * box.side, box.cy
+            cy += rng.normal(0, aug.box_shift) * box.side
+            box = type(box)(cx, cy, side)
+            angle = rng.uniform(-aug.rotation_deg, aug.rotation_deg)
+            flip = bool(rng.random() < aug.flip_prob)
+        A = crop_affine(box, self.spec.size, angle)
+        if flip:  # mirror the crop: x' = S - 1 - x
+            A = np.array([[-1.0, 0, self.spec.size - 1], [0, 1.0, 0]]) @ np.vstack([A, [0, 0, 1]])
+        return A, flip
+
+    @staticmethod
+    def _pose(bag: BagArrays, t: int, flip: bool) -> np.ndarray:
+        """Ground-truth yaw/pitch/roll (degrees) at ``t``; NaN when unknown.
+
+        A mirrored crop shows the mirrored head: yaw and roll change sign.
+        """
+        if bag.pose_stamps.size == 0:
+            return np.full(3, np.nan, np.float32)
+        j = int(np.argmin(np.abs(bag.pose_stamps - t)))
+        if abs(int(bag.pose_stamps[j]) - t) > 20_000_000:
+            return np.full(3, np.nan, np.float32)
+        ypr = np.degrees(matrix_to_euler(bag.pose_rot[j]))
+        if flip:
+            ypr *= [-1, 1, -1]
+        return ypr.astype(np.float32)
+
+
+def _augment_events(
+    events: np.ndarray, width: int, height: int, rng: np.random.Generator, aug: AugmentConfig
+) -> np.ndarray:
+    """Drop a random fraction of the events and add uniform noise events (time-sorted)."""
+    n = events.size
+    if n == 0:
+        return events
+    keep = rng.random(n) >= rng.uniform(0, aug.event_drop_max)
+    ev = events[keep]
+    n_noise = int(rng.uniform(0, aug.event_noise_max) * n)
+    if n_noise:
+        noise = np.empty(n_noise, EVENT_DTYPE)
+        noise["t"] = rng.integers(int(events["t"][0]), int(events["t"][-1]) + 1, n_noise)
+        noise["x"] = rng.integers(0, width, n_noise)
+        noise["y"] = rng.integers(0, height, n_noise)
+        noise["p"] = rng.integers(0, 2, n_noise)
+        ev = concat_events([ev, noise])
+        ev = ev[np.argsort(ev["t"], kind="stable")]
+    return ev
+
+
+def _augment_rgb(rgb: np.ndarray, rng: np.random.Generator, aug: AugmentConfig) -> np.ndarray:
+    """Gain, gamma, blur and noise on a ``(3, S, S)`` image in ``[0, 1]``."""
+    out = rgb * rng.uniform(1 / aug.rgb_gain, aug.rgb_gain)
+    out = np.clip(out, 0, 1) ** rng.uniform(1 / aug.rgb_gamma, aug.rgb_gamma)
+    if rng.random() < aug.rgb_blur_prob:
+        sigma = rng.uniform(0.5, 2.0)
+        out = np.stack([cv2.GaussianBlur(c, (0, 0), sigma) for c in out])
+    out = out + rng.normal(0, rng.uniform(0, aug.rgb_noise_max), out.shape)
+    return np.clip(out, 0, 1).astype(np.float32)
