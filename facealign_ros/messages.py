@@ -94,11 +94,21 @@ def image_to_msg(
     )
 
 
+def time_msg(factory: MsgFactory, stamp_ns: int) -> Any:
+    """``builtin_interfaces/Time`` from integer nanoseconds.
+
+    Raises:
+        MessageError: if the seconds do not fit the message's int32.
+    """
+    sec, nsec = divmod(int(stamp_ns), 1_000_000_000)
+    if not -(2**31) <= sec < 2**31:
+        raise MessageError(f"stamp {stamp_ns} ns is outside the int32 seconds of a ROS Time")
+    return factory("builtin_interfaces/msg/Time")(sec=sec, nanosec=nsec)
+
+
 def header(factory: MsgFactory, stamp_ns: int, frame_id: str = "") -> Any:
     """``std_msgs/Header`` with a stamp from integer nanoseconds."""
-    sec, nsec = divmod(int(stamp_ns), 1_000_000_000)
-    stamp = factory("builtin_interfaces/msg/Time")(sec=sec, nanosec=nsec)
-    return factory("std_msgs/msg/Header")(stamp=stamp, frame_id=frame_id)
+    return factory("std_msgs/msg/Header")(stamp=time_msg(factory, stamp_ns), frame_id=frame_id)
 
 
 def stamp_ns(msg: Any) -> int:
@@ -156,6 +166,21 @@ def landmarks_to_msg(
         ],
         height=int(height),
         width=int(width),
+    )
+
+
+def pose_to_msg(
+    factory: MsgFactory, rotation: np.ndarray, translation: np.ndarray, stamp: int, frame_id: str
+) -> Any:
+    """Rotation ``(3, 3)`` + translation ``(3,)`` (m) -> ``geometry_msgs/PoseStamped``."""
+    qx, qy, qz, qw = (float(v) for v in matrix_to_quat(rotation))
+    tx, ty, tz = (float(v) for v in np.asarray(translation, dtype=np.float64).reshape(3))
+    pose = factory("geometry_msgs/msg/Pose")(
+        position=factory("geometry_msgs/msg/Point")(x=tx, y=ty, z=tz),
+        orientation=factory("geometry_msgs/msg/Quaternion")(x=qx, y=qy, z=qz, w=qw),
+    )
+    return factory("geometry_msgs/msg/PoseStamped")(
+        header=header(factory, stamp, frame_id), pose=pose
     )
 
 

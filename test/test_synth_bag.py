@@ -11,9 +11,10 @@ import pytest
 
 from facealign_ros.bag import BagReader, time_to_ns
 from facealign_ros.events import Decoder
-from training.synth.bagout import DEFAULT_START_NS, TOPICS, rotation_to_quaternion
+from facealign_ros.face.pose import euler_to_matrix
+from facealign_ros.messages import matrix_to_quat
+from training.synth.bagout import DEFAULT_START_NS, TOPICS
 from training.synth.cli import add_synth_parser, run_synth
-from training.synth.motion import euler_to_matrix
 
 FAST = ["--head", "ellipsoid", "--seconds", "0.1", "--workers", "0"]
 
@@ -133,7 +134,7 @@ def test_sensor_argument_is_checked() -> None:
 def test_quaternion_round_trip() -> None:
     for angles in ((0.3, -0.2, 0.1), (3.0, 0.1, -2.9), (0.0, 1.5, 0.0), (-3.1, 0.0, 0.0)):
         rot = euler_to_matrix(*angles)
-        x, y, z, w = rotation_to_quaternion(rot)
+        x, y, z, w = matrix_to_quat(rot)
         q = np.array([w, x, y, z])
         back = np.array([
             [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],

@@ -5,12 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.synth.motion import (
-    HeadTrajectory,
-    MotionConfig,
-    euler_to_matrix,
-    matrix_to_euler,
-)
+from facealign_ros.face.pose import euler_to_matrix, matrix_to_euler
+from training.synth.motion import HeadTrajectory, MotionConfig
 
 
 def test_euler_round_trip_and_orthonormal() -> None:

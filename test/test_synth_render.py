@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from facealign_ros.face.pose import euler_to_matrix
 from training.synth.assets import ellipsoid_head
-from training.synth.motion import euler_to_matrix
 from training.synth.render import (
     GLRenderer,
     NumbaRenderer,

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from facealign_ros.face.pose import euler_to_matrix
 from training.synth.camera import LIGHT_LEVELS, RGBCameraConfig, capture
 from training.synth.expression import EXPRESSIONS, ExpressionRig, ExpressionTrack, landmarks70
-from training.synth.motion import euler_to_matrix
 from training.synth.occluders import CameraShake, Glasses, Sprite
 from training.synth.render import PinholeCamera, project_points
 from training.synth.scene import Scene, SceneConfig

@@ -25,6 +25,8 @@ import numpy as np
 from rosbags.typesys import Stores, get_types_from_msg
 from rosbags.typesys import get_typestore as _rosbags_typestore
 
+from facealign_ros.messages import header, time_msg
+
 if TYPE_CHECKING:
     from rosbags.interfaces.typing import Typesdict
     from rosbags.typesys.store import Typestore
@@ -57,7 +59,6 @@ NUM_FACIAL_LANDMARKS = 70
 """Fixed length of ``FacialLandmarks.landmarks`` (68 dlib/OpenPose points + two pupils)."""
 
 _NS_PER_S = 1_000_000_000
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _UINT32_MAX = 2**32 - 1
 _UINT64_MAX = 2**64 - 1
 
@@ -148,20 +149,10 @@ def msg_class(typename: str) -> type[Any]:
 def make_time(stamp_ns: int) -> Time:
     """Build a ``builtin_interfaces/msg/Time`` from integer nanoseconds.
 
-    Args:
-        stamp_ns: Time in nanoseconds; ``sec`` must fit an int32.
-
-    Returns:
-        The Time message (``nanosec`` in ``[0, 1e9)``).
-
     Raises:
         ValueError: If the seconds do not fit an int32.
     """
-    sec, nanosec = divmod(int(stamp_ns), _NS_PER_S)
-    if not _INT32_MIN <= sec <= _INT32_MAX:
-        msg = f"stamp {stamp_ns} ns is out of the int32 seconds range of builtin_interfaces/Time"
-        raise ValueError(msg)
-    return msg_class("builtin_interfaces/msg/Time")(sec=sec, nanosec=nanosec)
+    return time_msg(msg_class, stamp_ns)
 
 
 def time_to_ns(stamp: Any) -> int:
@@ -177,16 +168,8 @@ def time_to_ns(stamp: Any) -> int:
 
 
 def make_header(stamp_ns: int, frame_id: str = "") -> Header:
-    """Build a ``std_msgs/msg/Header``.
-
-    Args:
-        stamp_ns: Header stamp in nanoseconds.
-        frame_id: Coordinate frame of the data.
-
-    Returns:
-        The Header message.
-    """
-    return msg_class("std_msgs/msg/Header")(stamp=make_time(stamp_ns), frame_id=frame_id)
+    """Build a ``std_msgs/msg/Header`` (stamp in nanoseconds)."""
+    return header(msg_class, stamp_ns, frame_id)
 
 
 def _check_range(name: str, value: int, hi: int) -> int:

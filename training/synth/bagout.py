@@ -43,13 +43,13 @@ import numpy as np
 from facealign_ros.bag import (
     EVENT_PACKET,
     FACIAL_LANDMARKS,
-    NORMALIZED_POINT,
     BagWriter,
     make_event_packet,
     make_header,
     msg_class,
 )
 from facealign_ros.events import EVENT_DTYPE, encode
+from facealign_ros.messages import image_to_msg, landmarks_to_msg, pose_to_msg
 from training.synth.engine import ENGINE_VERSION, FrameOutput, SensorConfig, generate
 from training.synth.render import PinholeCamera
 from training.synth.scene import SceneConfig
@@ -76,56 +76,19 @@ FRAME_ID = "camera_optical_frame"
 PACKET_NS = 1_000_000
 
 
-def rotation_to_quaternion(rot: np.ndarray) -> tuple[float, float, float, float]:
-    """(3, 3) rotation matrix to a unit quaternion ``(x, y, z, w)`` with ``w >= 0``."""
-    m = np.asarray(rot, np.float64)
-    tr = np.trace(m)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
-        q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
-        q[i], q[j], q[k] = s / 4, (m[j, i] + m[i, j]) / s, (m[k, i] + m[i, k]) / s
-    q = np.asarray(q) / np.linalg.norm(q)
-    q = -q if q[3] < 0 else q
-    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
-
-
 def landmarks_msg(stamp_ns: int, uv: np.ndarray, visible: np.ndarray, width: int, height: int):
-    """``hri_msgs/FacialLandmarks`` from (70, 2) pixels and (70,) visibility (module rules)."""
-    point = msg_class(NORMALIZED_POINT)
+    """``hri_msgs/FacialLandmarks`` from (70, 2) pixels; ``c`` = visible and inside the image."""
     xy = (np.asarray(uv, np.float64) + 0.5) / [width, height]
     inside = np.all((xy >= 0) & (xy <= 1), axis=1)
-    c = (np.asarray(visible, bool) & inside).astype(np.float32)
-    xy = np.clip(xy, 0.0, 1.0).astype(np.float32)
-    pts = [point(x=float(a), y=float(b), c=float(cc)) for (a, b), cc in zip(xy, c, strict=True)]
-    return msg_class(FACIAL_LANDMARKS)(header=make_header(stamp_ns, FRAME_ID), landmarks=pts,
-                                       height=height, width=width)  # fmt: skip
-
-
-def pose_msg(stamp_ns: int, rotation: np.ndarray, translation: np.ndarray):
-    """``geometry_msgs/PoseStamped`` of the head in the camera optical frame."""
-    qx, qy, qz, qw = rotation_to_quaternion(rotation)
-    t = np.asarray(translation, np.float64)
-    pose = msg_class("geometry_msgs/msg/Pose")(
-        position=msg_class("geometry_msgs/msg/Point")(x=float(t[0]), y=float(t[1]), z=float(t[2])),
-        orientation=msg_class("geometry_msgs/msg/Quaternion")(x=qx, y=qy, z=qz, w=qw),
-    )
-    return msg_class("geometry_msgs/msg/PoseStamped")(header=make_header(stamp_ns, FRAME_ID),
-                                                      pose=pose)  # fmt: skip
+    c = (np.asarray(visible, bool) & inside).astype(np.float64)
+    return landmarks_to_msg(msg_class, uv, c, width, height, stamp_ns, FRAME_ID)
 
 
 def image_msgs(stamp_ns: int, image: np.ndarray, k_matrix: np.ndarray) -> tuple:
     """``(Image rgb8, CameraInfo plumb_bob)`` for an (H, W, 3) uint8 frame."""
     h, w = image.shape[:2]
     header = make_header(stamp_ns, FRAME_ID)
-    img = msg_class("sensor_msgs/msg/Image")(
-        header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w,
-        data=np.ascontiguousarray(image, np.uint8).reshape(-1),
-    )  # fmt: skip
+    img = image_to_msg(msg_class, image, stamp_ns, FRAME_ID)
     p = np.zeros((3, 4))
     p[:, :3] = k_matrix
     roi = msg_class("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0,
@@ -204,7 +167,8 @@ def write_frame(writer: BagWriter, out: FrameOutput, packetizer: EventPacketizer
     writer.write(TOPIC_IMAGE, stamp, img)
     writer.write(TOPIC_INFO, stamp, info)
     writer.write(TOPIC_GT, stamp, landmarks_msg(stamp, iv.uv, iv.visible, w, h))
-    writer.write(TOPIC_POSE, stamp, pose_msg(stamp, iv.rotation, iv.translation))
+    writer.write(TOPIC_POSE, stamp, pose_to_msg(msg_class, iv.rotation, iv.translation, stamp,
+                                                FRAME_ID))  # fmt: skip
     for t, uv, vis in zip(iv.hf_times_ns, iv.hf_uv, iv.hf_visible, strict=True):
         writer.write(TOPIC_GT_HF, start_ns + int(t), landmarks_msg(start_ns + int(t), uv, vis,
                                                                   w, h))  # fmt: skip

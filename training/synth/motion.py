@@ -19,50 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facealign_ros.face.pose import euler_to_matrix
+
 STATE_NAMES = ("yaw", "pitch", "roll", "x_tan", "y_tan", "z")
 _SMOOTH, _SACCADE, _HOLD = 0, 1, 2
-
-
-def euler_to_matrix(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``R_y(yaw) @ R_x(pitch) @ R_z(roll)``.
-
-    Args:
-        yaw: (...) radians, about y (down).
-        pitch: (...) radians, about x (right).
-        roll: (...) radians, about z (forward).
-
-    Returns:
-        (..., 3, 3) float64 rotation matrices.
-    """
-    y, p, r = (np.asarray(a, np.float64) for a in (yaw, pitch, roll))
-    cy, sy, cp, sp, cr, sr = np.cos(y), np.sin(y), np.cos(p), np.sin(p), np.cos(r), np.sin(r)
-    out = np.empty(np.broadcast(y, p, r).shape + (3, 3))
-    out[..., 0, 0] = cy * cr + sy * sp * sr
-    out[..., 0, 1] = -cy * sr + sy * sp * cr
-    out[..., 0, 2] = sy * cp
-    out[..., 1, 0] = cp * sr
-    out[..., 1, 1] = cp * cr
-    out[..., 1, 2] = -sp
-    out[..., 2, 0] = -sy * cr + cy * sp * sr
-    out[..., 2, 1] = sy * sr + cy * sp * cr
-    out[..., 2, 2] = cy * cp
-    return out
-
-
-def matrix_to_euler(rotation: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`euler_to_matrix` (pitch in [-90, 90] degrees).
-
-    Args:
-        rotation: (..., 3, 3) rotation matrices.
-
-    Returns:
-        (..., 3) float64 ``(yaw, pitch, roll)`` in radians.
-    """
-    r = np.asarray(rotation, np.float64)
-    pitch = np.arcsin(np.clip(-r[..., 1, 2], -1.0, 1.0))
-    yaw = np.arctan2(r[..., 0, 2], r[..., 2, 2])
-    roll = np.arctan2(r[..., 1, 0], r[..., 1, 1])
-    return np.stack([yaw, pitch, roll], axis=-1)
 
 
 @dataclass(frozen=True)

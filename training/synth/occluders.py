@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.synth.motion import euler_to_matrix
+from facealign_ros.face.pose import euler_to_matrix
 from training.synth.render import PinholeCamera, project_points
 
 _SHIFT = 4  # cv2 sub-pixel bits
