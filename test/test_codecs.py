@@ -181,7 +181,8 @@ def test_evt3_many_triggers_and_dense_vectors_resume() -> None:
     dense = Decoder("evt3", 2048, 4).decode(
         words(w(E.TIME_HIGH, 0), w(E.VECT_BASE_X, 0), *[w(E.VECT_12, 0xFFF)] * 150)
     )
-    assert np.array_equal(dense["x"], np.arange(1800))
+    assert np.array_equal(dense["x"], np.arange(1800)) and dense.dtype == EVENT_DTYPE
+    assert trig.dtype == dec.last_triggers.dtype
 
 
 def test_evt3_odd_length_payload_counts_trailing_byte() -> None:
