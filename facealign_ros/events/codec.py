@@ -22,6 +22,8 @@ DECODE_ENCODINGS = ("evt3", "libcaer", "libcaer_cmp", "mono", "trigger")
 ENCODE_ENCODINGS = ("evt3", "mono")
 _WORD_BYTES = {"evt3": 2, "libcaer_cmp": 2, "libcaer": 8, "mono": 8, "trigger": 8}
 _MAX_DIM = 1 << 15
+_DROPPED = evt3.C_DROPPED - evt3.COUNTERS.start  # indices into the counters view
+_WRAPS = evt3.C_WRAPS - evt3.COUNTERS.start
 _NO_EVENTS = np.empty(0, dtype=EVENT_DTYPE)
 _NO_EVENTS.flags.writeable = False
 _NO_TRIGGERS = np.empty(0, dtype=TRIGGER_DTYPE)
@@ -31,6 +33,8 @@ _NO_TRIGGERS.flags.writeable = False
 def _as_bytes_array(payload: Any, encoding: str) -> np.ndarray:
     """View ``payload`` as a 1-D uint8 array without copying where possible."""
     if isinstance(payload, np.ndarray):
+        if payload.dtype == np.uint8 and payload.ndim == 1 and payload.flags.c_contiguous:
+            return payload
         if payload.dtype != np.uint8:
             raise DecodeError(
                 f"{encoding} payload must be uint8 bytes, got a numpy array of {payload.dtype}"
@@ -72,8 +76,9 @@ class Decoder:
         self.width = int(width)
         self.height = int(height)
         self.last_triggers = np.empty(0, dtype=TRIGGER_DTYPE)
-        self._counters = np.zeros(evt3.COUNTER_SIZE, dtype=np.int64)  # updated by the kernels
-        self._unknown = np.zeros(16, dtype=np.int64)
+        self._ctx = evt3.new_context(self.width, self.height)  # state + counters (kernels)
+        self._counters = self._ctx[evt3.COUNTERS]
+        self._unknown = self._ctx[evt3.UNKNOWN]
         self._packets = self._words = self._events = self._triggers = self._truncated = 0
         self.reset()
 
@@ -82,7 +87,7 @@ class Decoder:
         if self.encoding == "libcaer_cmp":
             self._state = np.zeros(libcaer_cmp.STATE_SIZE, dtype=np.int64)
         else:
-            self._state = evt3.new_state()
+            evt3.reset_state(self._ctx)
 
     def decode(self, payload: Any, time_base: int = 0, is_bigendian: bool = False) -> np.ndarray:
         """Decode one packet payload.
@@ -113,9 +118,7 @@ class Decoder:
         triggers = _NO_TRIGGERS
         tb = int(time_base)
         if self.encoding == "evt3":
-            events, triggers = evt3.decode_evt3(
-                raw.view("<u2"), self.width, self.height, self._state, self._counters, self._unknown
-            )
+            events, triggers = evt3.decode_evt3(raw.view("<u2"), self._ctx)
         elif self.encoding == "libcaer_cmp":
             events = libcaer_cmp.decode_libcaer_cmp(
                 raw.view("<u2"),
@@ -128,7 +131,7 @@ class Decoder:
             )
         elif self.encoding == "mono":
             events, dropped = mono.decode_mono(raw.view("<u8"), tb, self.width, self.height)
-            self._counters[evt3.C_DROPPED] += dropped
+            self._counters[_DROPPED] += dropped
         elif self.encoding == "trigger":
             events = _NO_EVENTS
             triggers = mono.decode_trigger(raw.view("<u8"), tb)
@@ -136,8 +139,8 @@ class Decoder:
             events, dropped, rolls = mono.decode_libcaer(
                 raw.view(mono.LIBCAER_RECORD), tb, self.width, self.height
             )
-            self._counters[evt3.C_DROPPED] += dropped
-            self._counters[evt3.C_WRAPS] += rolls
+            self._counters[_DROPPED] += dropped
+            self._counters[_WRAPS] += rolls
         self._events += events.shape[0]
         self._triggers += triggers.shape[0]
         self.last_triggers = triggers
@@ -146,7 +149,7 @@ class Decoder:
     @property
     def stats(self) -> DecodeStats:
         """A snapshot of the running counters (see :class:`DecodeStats`)."""
-        c = self._counters
+        c = self._ctx
         return DecodeStats(
             packets=self._packets,
             words=self._words,

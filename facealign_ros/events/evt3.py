@@ -40,25 +40,33 @@ WRAP_MARGIN = 10
 CLOCK_PERIOD_US = 1 << 24
 """Period of the EVT 3.0 timestamp clock in microseconds."""
 
-# Indices into the decoder state array.
+# The decoder context: one int64 array (few kernel arguments keep the per-packet call cheap).
+# [0, 6) stream state, [6, 10) counters, [10, 26) unknown-code counts, 26 width, 27 height.
 S_HAS_TIME, S_TIME_HIGH, S_TIME_LOW, S_Y, S_BASE_X, S_VPOL = 0, 1, 2, 3, 4, 5
 STATE_SIZE = 6
-
-# Indices into the counter array the kernel updates.
-C_DROPPED, C_SKIPPED, C_UNKNOWN, C_WRAPS = 0, 1, 2, 3
-COUNTER_SIZE = 4
-
+C_DROPPED, C_SKIPPED, C_UNKNOWN, C_WRAPS = 6, 7, 8, 9
+COUNTERS = slice(6, 10)
+UNKNOWN = slice(10, 26)
+U_BASE, W_IDX, H_IDX = 10, 26, 27
+CTX_SIZE = 28
 
 _TRIGGER_CHUNK = 64
 
 
-def new_state() -> np.ndarray:
-    """Return a fresh decoder state (no time seen yet)."""
-    return np.zeros(STATE_SIZE, dtype=np.int64)
+def new_context(width: int, height: int) -> np.ndarray:
+    """A fresh decoder context for a ``width`` x ``height`` sensor (no time seen yet)."""
+    ctx = np.zeros(CTX_SIZE, dtype=np.int64)
+    ctx[W_IDX], ctx[H_IDX] = width, height
+    return ctx
+
+
+def reset_state(ctx: np.ndarray) -> None:
+    """Forget the stream state (time, wraps, y, vector base); counters are kept."""
+    ctx[:STATE_SIZE] = 0
 
 
 @nb.njit(cache=True, nogil=True)
-def _decode_kernel(words, start, width, height, state, counters, unknown, out, trig):
+def _decode_kernel(words, start, ctx, out, trig):
     """Decode ``words[start:]`` into ``out`` (int64 pairs) and ``trig``.
 
     Stops before a word that could overflow ``out`` or ``trig``; returns
@@ -66,6 +74,10 @@ def _decode_kernel(words, start, width, height, state, counters, unknown, out, t
     Event writes are branch-free (write, then advance by the validity bit): the slot after the
     last event may hold scratch data, hence the spare room of 12 events in ``out``.
     """
+    state = ctx
+    counters = ctx
+    width = ctx[W_IDX]
+    height = ctx[H_IDX]
     # Slot index j = 2 * n is unsigned so that numba emits no negative-index wraparound.
     u1 = np.uint64(1)
     u2 = np.uint64(2)
@@ -164,7 +176,7 @@ def _decode_kernel(words, start, width, height, state, counters, unknown, out, t
                 pass
             else:
                 counters[C_UNKNOWN] += 1
-                unknown[code] += 1
+                ctx[U_BASE + code] += 1
     counters[C_DROPPED] += dropped
     state[S_TIME_HIGH] = time_high
     state[S_TIME_LOW] = time_low
@@ -174,23 +186,14 @@ def _decode_kernel(words, start, width, height, state, counters, unknown, out, t
     return i, np.int64(j) // 2, nt
 
 
-def decode_evt3(
-    words: np.ndarray,
-    width: int,
-    height: int,
-    state: np.ndarray,
-    counters: np.ndarray,
-    unknown: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decode EVT 3.0 words, updating ``state`` in place.
+def decode_evt3(words: np.ndarray, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decode EVT 3.0 words, updating the context ``ctx`` in place.
 
     Args:
         words: uint16 words, shape ``(N,)``, native (little-endian) order.
-        width: sensor width in pixels; events with x >= width are dropped.
-        height: sensor height in pixels; events with y >= height are dropped.
-        state: decoder state from :func:`new_state`, carried across packets.
-        counters: int64 ``(COUNTER_SIZE,)`` counters (dropped, skipped, unknown, wraps), in place.
-        unknown: int64 ``(16,)`` per-code counts of unknown words, in place.
+        ctx: decoder context from :func:`new_context`, carried across packets (stream state,
+            counters of dropped/skipped/unknown words and wraps, sensor size; events with
+            x >= width or y >= height are dropped).
 
     Returns:
         ``(events, triggers)``: :data:`EVENT_DTYPE` and :data:`TRIGGER_DTYPE` arrays in stream
@@ -202,18 +205,16 @@ def decode_evt3(
     cap = 2 * words.shape[0] + 64
     out = np.empty(2 * cap, dtype=np.int64)
     trig = np.empty(_TRIGGER_CHUNK, dtype=TRIGGER_DTYPE)
-    start, n, nt = _decode_kernel(words, 0, width, height, state, counters, unknown, out, trig)
+    start, n, nt = _decode_kernel(words, 0, ctx, out, trig)
     if start >= words.shape[0]:  # the common case: one pass
-        return out[: 2 * n].view(EVENT_DTYPE), trig[:nt]
-    chunks, trig_chunks = [out[: 2 * n].view(EVENT_DTYPE)], [trig[:nt]]
+        return np.frombuffer(out, EVENT_DTYPE, count=n), trig[:nt]
+    chunks, trig_chunks = [np.frombuffer(out, EVENT_DTYPE, count=n)], [trig[:nt]]
     while start < words.shape[0]:
         cap = 12 * (words.shape[0] - start) + 64 if nt < trig.shape[0] else cap
         out = np.empty(2 * cap, dtype=np.int64)
         trig = np.empty(_TRIGGER_CHUNK, dtype=TRIGGER_DTYPE)
-        start, n, nt = _decode_kernel(
-            words, start, width, height, state, counters, unknown, out, trig
-        )
-        chunks.append(out[: 2 * n].view(EVENT_DTYPE))
+        start, n, nt = _decode_kernel(words, start, ctx, out, trig)
+        chunks.append(np.frombuffer(out, EVENT_DTYPE, count=n))
         trig_chunks.append(trig[:nt])
     return concat_structured(chunks, EVENT_DTYPE), concat_structured(trig_chunks, TRIGGER_DTYPE)
 

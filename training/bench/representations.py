@@ -10,28 +10,16 @@ match, and the differences are written to ``notes``.
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from facealign_ros.events import representations as rep
 from facealign_ros.events.types import EVENT_DTYPE
+from training.bench.timing import interleaved_medians
 
 TONIC_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "<i1")])
 """Event dtype handed to tonic (its own ``DVSGesture``-style layout; ``t`` in us)."""
-
-
-def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up: JIT compilation, page faults
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _to_tonic(events: np.ndarray) -> np.ndarray:
@@ -86,7 +74,7 @@ def bench_representations(
     notes = [
         f"{n} events, {width}x{height}, span {(t1_us - t0_us) / 1e3:.1f} ms, voxel bins {bins}, "
         f"tau {tau_us:g} us; ours: numba, one thread; tonic: numpy, one thread; "
-        f"median of {repeats} after a warm-up"
+        f"median of {repeats} interleaved rounds after a warm-up"
     ]
 
     ours = {
@@ -96,13 +84,12 @@ def bench_representations(
         "event_frame": lambda: rep.event_frame(ev, width, height),
     }
     out: dict[str, Any] = {}
-    for name, fn in ours.items():
-        out[f"{name}_mev_s"] = n / _median_seconds(fn, repeats) / 1e6
     notes.append("event_frame (CMFA-SSMER / v2e DVS frame) has no tonic counterpart")
-
     try:
         import tonic.functional as tf
     except ImportError:
+        for name, sec in interleaved_medians(ours, repeats).items():
+            out[f"{name}_mev_s"] = n / sec / 1e6
         for name in ("time_surface", "voxel_grid", "count_frame"):
             out[f"{name}_vs_tonic"] = None
         notes.append("tonic not installed: no comparison")
@@ -119,8 +106,12 @@ def bench_representations(
         "voxel_grid": lambda: tf.to_voxel_grid_numpy(vox_in, sensor, n_time_bins=bins),
         "count_frame": lambda: tf.to_frame_numpy(tev, sensor, event_count=n),
     }
-    for name, fn in theirs.items():
-        rate = n / _median_seconds(fn, repeats) / 1e6
+    fns = dict(ours) | {f"tonic_{k}": f for k, f in theirs.items()}
+    secs = interleaved_medians(fns, repeats)
+    for name in ours:
+        out[f"{name}_mev_s"] = n / secs[name] / 1e6
+    for name in theirs:
+        rate = n / secs[f"tonic_{name}"] / 1e6
         out[f"tonic_{name}_mev_s"] = rate
         out[f"{name}_vs_tonic"] = out[f"{name}_mev_s"] / rate
 
