@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--events", type=_positive_int, default=5_000_000, help="stream size")
     ev.add_argument("--repeats", type=_positive_int, default=5, help="timed runs (median)")
     ev.add_argument("--seed", type=int, default=0)
+    sy = bench_sub.add_parser(
+        "synth", help="synthetic engine: seconds of data per wall second; training samples/s"
+    )
+    sy.add_argument("--json", action="store_true", help="print one JSON object")
+    sy.add_argument("--seconds", type=float, default=3.0, help="simulated seconds per run")
+    sy.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="worker counts")
     return parser
 
 
@@ -41,6 +47,10 @@ def _print_table(result: dict) -> None:
     width = max(len(k) for k in result)
     for key, value in result.items():
         if key == "notes":
+            continue
+        if isinstance(value, list):  # e.g. one row per run
+            for row in value:
+                sys.stdout.write(f"{key:<{width}}  {row}\n")
             continue
         sys.stdout.write(f"{key:<{width}}  {value}\n")
     for note in result.get("notes", []):
@@ -52,6 +62,15 @@ def _bench(args: argparse.Namespace) -> int:
         from training.bench.events import run_events_bench
 
         result = run_events_bench(n_events=args.events, repeats=args.repeats, seed=args.seed)
+    elif args.bench_target == "synth":
+        from training.bench.data import bench_samples
+        from training.synth.bench import bench_synth
+
+        if args.seconds <= 0 or min(args.workers) < 0:
+            sys.stderr.write("facealign bench synth: --seconds > 0 and --workers >= 0 please\n")
+            return 2
+        result = bench_synth(seconds=args.seconds, workers=tuple(args.workers))
+        result["dataset"] = bench_samples(seconds=max(args.seconds, 0.5))
     else:  # pragma: no cover - argparse restricts the choices
         raise AssertionError(args.bench_target)
     if args.json:

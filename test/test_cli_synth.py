@@ -1,0 +1,47 @@
+"""End to end: `facealign synth` and `facealign bench synth` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from facealign_ros.bag import BagReader
+
+CLI = [sys.executable, "-m", "facealign_ros.cli"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_synth_writes_a_bag_and_refuses_bad_arguments(tmp_path: Path) -> None:
+    out = tmp_path / "dark_fast"
+    res = run("synth", "--out", str(out), "--seconds", "0.3", "--seed", "4", "--light", "dark",
+              "--motion", "fast", "--storage", "sqlite3", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    stats = json.loads(res.stdout)
+    assert stats["frames"] == 9 and stats["events"] > 0
+    with BagReader(out) as bag:
+        topics = bag.topics
+    assert topics["/camera/image_raw"].count == 9
+    assert topics["/facealign/gt/landmarks_hf"].count >= 290
+    assert list(out.glob("*.db3"))
+    # bad arguments: clear errors, nothing left behind
+    bad = run("synth", "--out", str(tmp_path / "neg"), "--seconds", "-1")
+    assert bad.returncode == 2 and "seconds" in bad.stderr
+    assert not (tmp_path / "neg").exists()
+    light = run("synth", "--out", str(tmp_path / "l"), "--seconds", "0.1", "--light", "dusk")
+    assert light.returncode == 2 and "dusk" in light.stderr and not (tmp_path / "l").exists()
+    again = run("synth", "--out", str(out), "--seconds", "0.1")
+    assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_bench_synth_json() -> None:
+    res = run("bench", "synth", "--seconds", "0.3", "--workers", "0", "--json")
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert len(result["runs"]) == 2  # slow and fast motion
+    assert all(r["realtime_factor"] > 0 and r["frames"] == 9 for r in result["runs"])
+    assert result["dataset"]["samples_per_s"] > 0 and result["dataset"]["samples"] >= 15
