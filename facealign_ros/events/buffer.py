@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from facealign_ros.events.types import EVENT_DTYPE
+from facealign_ros.events.types import EVENT_DTYPE, as_events
 
 __all__ = ["BufferStats", "EventBuffer"]
 
@@ -75,20 +75,6 @@ def _positive_int(name: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
-
-
-def _as_event_array(events: np.ndarray) -> np.ndarray:
-    names = getattr(getattr(events, "dtype", None), "names", None)
-    if names is None or not {"t", "x", "y", "p"} <= set(names):
-        raise TypeError("events must be a structured array with fields t, x, y, p")
-    if events.ndim != 1:
-        raise ValueError(f"events must be 1-D, got shape {events.shape}")
-    if events.dtype == EVENT_DTYPE:
-        return np.ascontiguousarray(events)
-    out = np.empty(events.shape[0], dtype=EVENT_DTYPE)
-    for name in ("t", "x", "y", "p"):
-        out[name] = events[name]
-    return out
 
 
 class EventBuffer:
@@ -193,7 +179,7 @@ class EventBuffer:
         Returns:
             Number of events of this chunk that are in the buffer after the call.
         """
-        chunk = _as_event_array(events)
+        chunk = as_events(events)
         with self._lock:
             return self._append_locked(chunk)
 

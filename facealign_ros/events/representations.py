@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from facealign_ros.events.types import EVENT_DTYPE
+from facealign_ros.events.types import EVENT_DTYPE, as_events
 
 __all__ = [
     "CountFrame",
@@ -30,28 +30,6 @@ __all__ = [
 ]
 
 _NO_EVENT = np.iinfo(np.int64).min
-
-
-def _as_events(events: np.ndarray) -> np.ndarray:
-    """Return ``events`` as a 1-D :data:`EVENT_DTYPE` array (copied only if the dtype differs).
-
-    Other structured dtypes with fields ``t, x, y, p`` are converted field by field; negative
-    coordinates become out-of-range (they wrap to large uint16 values) and are skipped.
-    """
-    names = getattr(getattr(events, "dtype", None), "names", None)
-    if names is None or not {"t", "x", "y", "p"} <= set(names):
-        raise TypeError("events must be a structured array with fields t, x, y, p")
-    if events.ndim != 1:
-        raise ValueError(f"events must be 1-D, got shape {events.shape}")
-    if events.dtype == EVENT_DTYPE:
-        return events
-    out = np.empty(events.shape[0], dtype=EVENT_DTYPE)
-    out["t"] = events["t"]
-    for name in ("x", "y"):
-        v = np.asarray(events[name]).astype(np.int64)
-        out[name] = np.where((v < 0) | (v > 0xFFFF), 0xFFFF, v)
-    out["p"] = np.asarray(events["p"]) > 0
-    return out
 
 
 def _check_size(width: int, height: int) -> None:
@@ -196,7 +174,7 @@ def count_frame(events: np.ndarray, width: int, height: int) -> np.ndarray:
         normalisation.
     """
     _check_size(width, height)
-    ev = _as_events(events)
+    ev = as_events(events)
     out = np.zeros((2, int(height), int(width)), dtype=np.float32)
     if ev.shape[0]:
         _count_kernel(ev, out)
@@ -227,7 +205,7 @@ def time_surface(
     _check_size(width, height)
     if not tau_ns > 0:
         raise ValueError(f"tau_ns must be positive, got {tau_ns}")
-    ev = _as_events(events)
+    ev = as_events(events)
     shape = (2, int(height), int(width))
     if ev.shape[0] == 0:
         return np.zeros(shape, dtype=np.float32)
@@ -282,7 +260,7 @@ def voxel_grid(
     _check_size(width, height)
     if int(bins) < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
-    ev = _as_events(events)
+    ev = as_events(events)
     out = np.zeros((int(bins), int(height), int(width)), dtype=np.float32)
     if ev.shape[0] == 0:
         return out
@@ -335,7 +313,7 @@ def event_frame(
     _check_size(width, height)
     if int(full_scale_count) < 1 or int(channels) < 1:
         raise ValueError(f"full_scale_count and channels must be >= 1, got {full_scale_count}")
-    ev = _as_events(events)
+    ev = as_events(events)
     net = np.zeros((int(height), int(width)), dtype=np.int32)
     out = np.empty((int(channels), int(height), int(width)), dtype=np.float32)
     _event_frame_kernel(ev, np.int32(full_scale_count), net, out)

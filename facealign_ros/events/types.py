@@ -65,6 +65,33 @@ def concat_events(arrays: list[np.ndarray]) -> np.ndarray:
     return concat_structured(arrays, EVENT_DTYPE)
 
 
+def as_events(events: np.ndarray) -> np.ndarray:
+    """Return ``events`` as a contiguous 1-D :data:`EVENT_DTYPE` array (copied only if needed).
+
+    Other structured dtypes with fields ``t, x, y, p`` are converted field by field: negative
+    or too large coordinates become 0xFFFF (outside every sensor, so they are dropped later),
+    and any positive polarity becomes 1.
+
+    Raises:
+        TypeError: if ``events`` is not a structured array with fields t, x, y, p.
+        ValueError: if it is not 1-D.
+    """
+    names = getattr(getattr(events, "dtype", None), "names", None)
+    if names is None or not {"t", "x", "y", "p"} <= set(names):
+        raise TypeError("events must be a structured array with fields t, x, y, p")
+    if events.ndim != 1:
+        raise ValueError(f"events must be 1-D, got shape {events.shape}")
+    if events.dtype == EVENT_DTYPE:
+        return np.ascontiguousarray(events)
+    out = np.empty(events.shape[0], dtype=EVENT_DTYPE)
+    out["t"] = events["t"]
+    for name in ("x", "y"):
+        v = np.asarray(events[name]).astype(np.int64)
+        out[name] = np.where((v < 0) | (v > 0xFFFF), 0xFFFF, v)
+    out["p"] = np.asarray(events["p"]) > 0
+    return out
+
+
 def make_events(t, x, y, p) -> np.ndarray:
     """Build an event array from four equally long array-likes (t in ns)."""
     t = np.asarray(t, dtype=np.int64)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facealign_ros.events.types import EVENT_DTYPE
+from facealign_ros.events.types import as_events
 
 
 @dataclass(frozen=True)
@@ -177,9 +177,7 @@ def warp_chw(rep: np.ndarray, A: np.ndarray, out_size: int) -> np.ndarray:
 def events_in_roi(events: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
     """Events inside ``[x0, x1) x [y0, y1)``, with x, y shifted to the region's origin (copy)."""
     x0, y0, x1, y1 = roi
-    ev = np.asarray(events)
-    if ev.dtype != EVENT_DTYPE:
-        raise ValueError(f"events_in_roi: expected EVENT_DTYPE events, got {ev.dtype}")
+    ev = as_events(events)
     x, y = ev["x"], ev["y"]
     keep = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
     out = ev[keep]

@@ -20,18 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
+from facealign_ros import topics
 from facealign_ros.bag import BagReader
 from facealign_ros.events import Decoder, concat_events
 from facealign_ros.events.clock import SensorClock
 from facealign_ros.messages import image_from_msg, landmarks_from_msg, pose_from_msg, stamp_ns
 
-TOPIC_EVENTS = "/event_camera/events"
-TOPIC_IMAGE = "/camera/image_raw"
-TOPIC_INFO = "/camera/camera_info"
-TOPIC_GT = "/facealign/gt/landmarks"
-TOPIC_POSE = "/facealign/gt/head_pose"
-TOPIC_GT_HF = "/facealign/gt/landmarks_hf"
-TOPIC_META = "/facealign/synth/metadata"
+TOPIC_EVENTS = topics.EVENTS
+TOPIC_IMAGE = topics.IMAGE
+TOPIC_INFO = topics.CAMERA_INFO
+TOPIC_GT = topics.GT_LANDMARKS
+TOPIC_POSE = topics.GT_HEAD_POSE
+TOPIC_GT_HF = topics.GT_LANDMARKS_HF
+TOPIC_META = topics.SYNTH_METADATA
 LIGHTS = ("normal", "low", "dark")
 MOTIONS = ("slow", "fast")
 CACHE_VERSION = "1"
@@ -144,13 +145,13 @@ def _decode(path: Path) -> BagArrays:
     gt, pose, hf = ([], [], []), ([], [], []), ([], [], [])
     K, light, motion, dec, clock, size = None, -1, -1, None, SensorClock(), (0, 0)
     with BagReader(path) as bag:
-        topics = bag.topics
-        if TOPIC_EVENTS not in topics:
+        available = bag.topics
+        if TOPIC_EVENTS not in available:
             raise ValueError(f"bag {str(path)!r} has no {TOPIC_EVENTS} topic")
-        if TOPIC_GT not in topics:
+        if TOPIC_GT not in available:
             raise ValueError(f"bag {str(path)!r} has no ground truth on {TOPIC_GT}")
         wanted = [t for t in (TOPIC_EVENTS, TOPIC_IMAGE, TOPIC_INFO, TOPIC_GT, TOPIC_POSE,
-                              TOPIC_GT_HF, TOPIC_META) if t in topics]  # fmt: skip
+                              TOPIC_GT_HF, TOPIC_META) if t in available]  # fmt: skip
         for topic, _, msg in bag.messages(wanted):
             if topic == TOPIC_EVENTS:
                 if dec is None:

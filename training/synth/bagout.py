@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facealign_ros import topics
 from facealign_ros.bag import (
     EVENT_PACKET,
     FACIAL_LANDMARKS,
@@ -54,13 +55,13 @@ from training.synth.engine import ENGINE_VERSION, FrameOutput, SensorConfig, gen
 from training.synth.render import PinholeCamera
 from training.synth.scene import SceneConfig
 
-TOPIC_EVENTS = "/event_camera/events"
-TOPIC_IMAGE = "/camera/image_raw"
-TOPIC_INFO = "/camera/camera_info"
-TOPIC_GT = "/facealign/gt/landmarks"
-TOPIC_POSE = "/facealign/gt/head_pose"
-TOPIC_GT_HF = "/facealign/gt/landmarks_hf"
-TOPIC_META = "/facealign/synth/metadata"
+TOPIC_EVENTS = topics.EVENTS
+TOPIC_IMAGE = topics.IMAGE
+TOPIC_INFO = topics.CAMERA_INFO
+TOPIC_GT = topics.GT_LANDMARKS
+TOPIC_POSE = topics.GT_HEAD_POSE
+TOPIC_GT_HF = topics.GT_LANDMARKS_HF
+TOPIC_META = topics.SYNTH_METADATA
 TOPICS: dict[str, str] = {
     TOPIC_EVENTS: EVENT_PACKET,
     TOPIC_IMAGE: "sensor_msgs/msg/Image",
