@@ -43,6 +43,7 @@ setup(
     entry_points={
         "console_scripts": [
             "facealign = facealign_ros.cli:main",
+            "align_node = facealign_ros.node:main",
         ],
     },
 )

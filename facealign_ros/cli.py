@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     from training.synth.cli import add_synth_parser  # argparse only: cheap to import
 
     add_synth_parser(sub)
+    from training.replay import add_demo_parser, add_replay_parser
+
+    add_replay_parser(sub)
+    add_demo_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks measured side by side with references")
     bench_sub = bench.add_subparsers(dest="bench_target", required=True)
@@ -34,6 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--events", type=_positive_int, default=5_000_000, help="stream size")
     ev.add_argument("--repeats", type=_positive_int, default=5, help="timed runs (median)")
     ev.add_argument("--seed", type=int, default=0)
+    pl = bench_sub.add_parser(
+        "pipeline", help="node pipeline latency/RSS/rates: RGB 30 Hz + 5 Mev/s evt3 in real time"
+    )
+    pl.add_argument("--json", action="store_true", help="print one JSON object")
+    pl.add_argument("--seconds", type=float, default=4.0, help="seconds fed per phase")
+    pl.add_argument("--event-rate", type=float, default=5e6, help="events per second")
+    pl.add_argument("--model", default="", help="checkpoint (default: shipped weights)")
+    pl.add_argument("--device", default="cpu")
     sy = bench_sub.add_parser(
         "synth", help="synthetic engine: seconds of data per wall second; training samples/s"
     )
@@ -62,6 +74,12 @@ def _bench(args: argparse.Namespace) -> int:
         from training.bench.events import run_events_bench
 
         result = run_events_bench(n_events=args.events, repeats=args.repeats, seed=args.seed)
+    elif args.bench_target == "pipeline":
+        from training.bench.pipeline import run_pipeline_bench
+
+        result = run_pipeline_bench(
+            seconds=args.seconds, event_rate=args.event_rate, model=args.model, device=args.device
+        )
     elif args.bench_target == "synth":
         from training.bench.data import bench_samples
         from training.synth.bench import bench_synth
@@ -85,6 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "replay":
+        from training.replay import run_replay
+
+        return run_replay(args)
+    if args.command == "demo":
+        from training.replay import run_demo
+
+        return run_demo(args)
     if args.command == "synth":
         from training.synth.cli import run_synth
 

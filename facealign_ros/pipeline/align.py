@@ -1,0 +1,180 @@
+"""The work of one target: search or track the face, landmarks, smoothing and head pose.
+
+:class:`FaceStage` keeps the tracking state between targets. While a face is tracked, the crop
+comes from its last landmarks and the network starts from them (warm start, ``warm_stages``
+finest stages); while none is, a search scores candidate crops at most every
+``detect_interval_ms`` (input time) and refines the best.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from facealign_ros.face.crop import Box, box_from_landmarks
+from facealign_ros.face.pose import HeadPose, default_intrinsics, estimate_pose
+from facealign_ros.pipeline.config import PipelineConfig
+from facealign_ros.pipeline.health import PipelineStats
+from facealign_ros.pipeline.model import ModelRunner
+from facealign_ros.pipeline.result import DebugFrame, FaceResult
+from facealign_ros.tracking import (
+    FaceTracker,
+    OneEuroFilter,
+    activity_map,
+    candidate_boxes,
+    plausibility,
+)
+
+_MS = 1_000_000
+
+
+class FaceStage:
+    """Search, tracking, landmarks and pose for successive targets.
+
+    Args:
+        config: pipeline settings.
+        model: the network.
+        stats: counters to update (``detect_runs``, ``detections``, ``lost``).
+        keep_debug: attach the inputs to each result.
+    """
+
+    def __init__(
+        self, config: PipelineConfig, model: ModelRunner, stats: PipelineStats, keep_debug: bool
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.stats = stats
+        self.keep_debug = keep_debug
+        self.tracker = FaceTracker(model.spec.box_scale, config.lost_after)
+        self.info: tuple[np.ndarray, int, int] | None = None
+        self._last_search: int | None = None
+
+    def reset(self) -> None:
+        """Drop the face and the search timer."""
+        self.tracker.drop()
+        self._last_search = None
+
+    def _search(
+        self, events: np.ndarray | None, rgb: np.ndarray | None, size: tuple[int, int], t: int
+    ) -> tuple[np.ndarray, np.ndarray, Box] | None:
+        """Find a face: score candidate crops, refine the best; None below the threshold."""
+        c, scale = self.config, self.model.spec.box_scale
+        self.stats.count("detect_runs")
+        act = activity_map(events, rgb, size[0], size[1])
+        boxes = candidate_boxes(size[0], size[1], act, c.min_face_px, c.detect_candidates)
+        out = self.model.align(boxes, events, rgb, size, t)
+        scores = [
+            float(np.mean(out.confidence[i])) * plausibility(out.points[i], b, scale)
+            for i, b in enumerate(boxes)
+        ]
+        best = int(np.argmax(scores))
+        box = box_from_landmarks(out.points[best], None, scale)
+        ref = self.model.align([box], events, rgb, size, t)
+        pts, conf = ref.points[0], ref.confidence[0]
+        score = float(np.mean(conf)) * plausibility(pts, box, scale)
+        return (pts, conf, box) if score >= c.detect_threshold else None
+
+    def answer(
+        self,
+        t: int,
+        events: np.ndarray | None,
+        rgb: np.ndarray | None,
+        size: tuple[int, int],
+        mode: str,
+        frame_id: str,
+    ) -> FaceResult:
+        """Track (or search for) the face in one target's inputs.
+
+        Args:
+            t: target stamp, ns.
+            events: event window ending at ``t``, or None.
+            rgb: RGB frame in sensor geometry, or None.
+            size: sensor ``(width, height)``.
+            mode: inputs used (recorded in the result).
+            frame_id: camera optical frame.
+        """
+        c, tr = self.config, self.tracker
+        w, h = size
+        debug = None
+        detected = False
+        box = tr.box()
+        if box is not None and tr.track is not None:
+            warm = c.warm_start and tr.track.frames > 1
+            init = tr.track.points if warm else None
+            stages = min(c.warm_stages, self.model.num_stages) if warm else None
+            out = self.model.align([box], events, rgb, size, t, init, stages)
+            pts, conf = out.points[0], out.confidence[0]
+            if not tr.update(pts, conf, t, float(np.mean(conf)) >= c.track_threshold):
+                self.stats.count("lost")
+                self._last_search = None
+                box = None
+        else:
+            due = (
+                self._last_search is None
+                or not 0 <= t - self._last_search < c.detect_interval_ms * _MS
+            )
+            found = self._search(events, rgb, size, t) if due else None
+            if due:
+                self._last_search = t
+            if found is not None:
+                pts, conf, box = found
+                tr.start(pts, conf, t)
+                detected = True
+                self.stats.count("detections")
+        if self.keep_debug:
+            crop = None if box is None else (box.cx, box.cy, box.side)
+            debug = DebugFrame(events, rgb, crop)
+        track = tr.track
+        if track is None or box is None:
+            return FaceResult.no_face(t, mode, w, h, frame_id, debug=debug)
+        pts70, c70 = self.model.to_rep155(pts, conf)
+        if c.smoothing:
+            if track.smoother is None:
+                track.smoother = OneEuroFilter(c.smoothing_min_cutoff, c.smoothing_beta)
+            pts70 = track.smoother(pts70, t, scale=box.side)
+        pose = self._pose(pts70, c70, size, track.pose)
+        track.pose = pose
+        ok = c70 > 0.5
+        sel = pts70[ok] if ok.sum() >= 4 else pts70
+        x0, y0 = np.clip(sel.min(axis=0) - 0.5, 0, [w, h])
+        x1, y1 = np.clip(sel.max(axis=0) + 0.5, 0, [w, h])
+        return FaceResult(
+            stamp_ns=t,
+            face_id=track.face_id,
+            landmarks=pts70,
+            confidence=np.clip(c70, 0, 1),
+            roi=(float(x0), float(y0), float(x1), float(y1)),
+            pose=pose,
+            mode=mode,
+            width=w,
+            height=h,
+            frame_id=frame_id,
+            latency_ms=0.0,
+            compute_ms=0.0,
+            detected=detected,
+            debug=debug,
+        )
+
+    def intrinsics(self, size: tuple[int, int]) -> np.ndarray:
+        """Camera matrix for sensor ``size``: camera_info's (scaled if its size differs)."""
+        if self.info is None:
+            return default_intrinsics(*size)
+        K, w, h = self.info
+        if (w, h) == tuple(size):
+            return K
+        s = np.diag([size[0] / w, size[1] / h, 1.0])
+        return s @ K
+
+    def _pose(
+        self, pts: np.ndarray, conf: np.ndarray, size: tuple[int, int], prior: HeadPose | None
+    ) -> HeadPose | None:
+        try:
+            return estimate_pose(
+                pts,
+                self.intrinsics(size),
+                conf,
+                min_confidence=self.config.pose_min_confidence,
+                prior=prior,
+            )
+        except (cv2.error, ValueError, np.linalg.LinAlgError):
+            return None

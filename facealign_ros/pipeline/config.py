@@ -1,0 +1,181 @@
+"""Settings of the ROS-free pipeline: one frozen dataclass, shared by the node, replay and bench.
+
+Every field is also a ROS parameter of the node (same name; ``config/facealign.yaml`` documents
+them); :data:`PARAMETER_RANGES` gives the ranges the node's ``ParameterDescriptor`` declare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODES = ("fused", "events", "rgb")
+"""``fused``: answer every RGB frame with the event window ending at its stamp (events-only on
+the event grid while RGB is missing); ``events``: answer on a grid of ``rate_hz`` in event time,
+reusing the newest RGB frame while it is fresh; ``rgb``: answer every RGB frame from RGB only."""
+
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_MODEL = "cmfa_lite.safetensors"
+"""File name of the shipped weights under ``facealign_ros/weights``."""
+
+
+def default_model_path() -> Path:
+    """Path of the shipped lite weights (``facealign_ros/weights/cmfa_lite.safetensors``)."""
+    return Path(str(resources.files("facealign_ros").joinpath("weights", DEFAULT_MODEL)))
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What the pipeline does; validated on construction, unknown keys rejected by ``from_dict``.
+
+    Attributes:
+        mode: one of :data:`MODES`.
+        rate_hz: answer rate on the event grid (``events`` mode; ``fused`` without RGB), Hz.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for the network.
+        model: checkpoint path; empty = the shipped weights (:func:`default_model_path`).
+        torch_threads: intra-op threads of torch (1 leaves a core to decoding on small CPUs);
+            0 leaves torch's default.
+        detect_threshold: score (mean confidence x box plausibility) a detection needs.
+        track_threshold: mean confidence under which a tracked frame counts as a miss.
+        lost_after: consecutive misses after which the face is dropped ("no face").
+        detect_interval_ms: while no face is tracked, search at most this often (input time).
+        detect_candidates: crops scored per search (the most event-/texture-active ones).
+        min_face_px: smallest face box side searched, sensor pixels.
+        warm_start: start the model from the previous landmarks when tracking (fewer stages).
+        warm_stages: stages run in a warm start (the finest ones).
+        smoothing: One-Euro smoothing of the landmarks of a tracked face.
+        smoothing_min_cutoff: One-Euro minimum cut-off frequency, Hz.
+        smoothing_beta: One-Euro speed coefficient (per face-box side per second).
+        pose_min_confidence: landmarks under this confidence are not used for PnP.
+        rgb_max_age_ms: ``events`` mode reuses the newest RGB frame up to this age.
+        rgb_timeout_ms: ``fused`` answers on the event grid after this long without RGB.
+        event_timeout_ms: events older than this at an image stamp count as missing events.
+        max_wait_ms: how long (input time) an RGB frame waits for events up to its stamp.
+        buffer_ms: event history kept, ms.
+        max_buffer_events: most events kept in the buffer.
+        max_window_events: most events used per window (the newest; bounds floods).
+        loop_threshold_ms: a header stamp this far behind the previous one means a bag loop or
+            a restart: all state is reset. Smaller steps back are dropped and counted.
+        max_event_skew_ms: events mapped further than this from their packet's stamp are dropped.
+        sensor_width: event sensor width, px; 0 = from the first packet (or the image in ``rgb``).
+        sensor_height: event sensor height, px; 0 = from the first packet.
+        homography: row-major 3x3 map from RGB pixels to event pixels (identity: registered).
+    """
+
+    mode: str = "fused"
+    rate_hz: float = 100.0
+    device: str = "auto"
+    model: str = ""
+    torch_threads: int = 1
+    detect_threshold: float = 0.3
+    track_threshold: float = 0.2
+    lost_after: int = 3
+    detect_interval_ms: float = 100.0
+    detect_candidates: int = 6
+    min_face_px: int = 32
+    warm_start: bool = True
+    warm_stages: int = 1
+    smoothing: bool = False
+    smoothing_min_cutoff: float = 1.0
+    smoothing_beta: float = 0.5
+    pose_min_confidence: float = 0.3
+    rgb_max_age_ms: float = 100.0
+    rgb_timeout_ms: float = 500.0
+    event_timeout_ms: float = 200.0
+    max_wait_ms: float = 50.0
+    buffer_ms: float = 500.0
+    max_buffer_events: int = 4_000_000
+    max_window_events: int = 400_000
+    loop_threshold_ms: float = 500.0
+    max_event_skew_ms: float = 200.0
+    sensor_width: int = 0
+    sensor_height: int = 0
+    homography: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "homography", tuple(float(v) for v in self.homography))
+        errors = [
+            name
+            for name, (lo, hi) in PARAMETER_RANGES.items()
+            if not lo <= float(getattr(self, name)) <= hi
+        ]
+        if errors:
+            ranges = ", ".join(
+                f"{n}={getattr(self, n)!r} not in {PARAMETER_RANGES[n]}" for n in errors
+            )
+            raise ValueError(f"invalid PipelineConfig: {ranges}")
+        if self.mode not in MODES:
+            raise ValueError(f"invalid PipelineConfig: mode {self.mode!r}; choose from {MODES}")
+        if not (self.device in DEVICES or self.device.startswith("cuda:")):
+            raise ValueError(f"invalid PipelineConfig: device {self.device!r}; choose {DEVICES}")
+        if len(self.homography) != 9 or not np.all(np.isfinite(self.homography)):
+            raise ValueError("invalid PipelineConfig: homography needs 9 finite numbers")
+        if abs(np.linalg.det(self.homography_matrix)) < 1e-12:
+            raise ValueError("invalid PipelineConfig: homography is singular")
+
+    @property
+    def homography_matrix(self) -> np.ndarray:
+        """``(3, 3)`` RGB -> event pixel homography."""
+        return np.asarray(self.homography, dtype=np.float64).reshape(3, 3)
+
+    @property
+    def registered(self) -> bool:
+        """True when the homography is the identity (RGB and event pixels coincide)."""
+        return bool(np.allclose(self.homography_matrix, np.eye(3)))
+
+    @property
+    def model_path(self) -> Path:
+        """The checkpoint to load: ``model`` or the shipped weights."""
+        return Path(self.model).expanduser() if self.model else default_model_path()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (the homography as a list)."""
+        d = dataclasses.asdict(self)
+        d["homography"] = list(self.homography)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> PipelineConfig:
+        """Build from a mapping; unknown keys raise ``ValueError``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        if unknown := sorted(set(values) - known):
+            raise ValueError(f"unknown PipelineConfig keys {unknown}")
+        return cls(**dict(values))
+
+    def replace(self, **changes: Any) -> PipelineConfig:
+        """Copy with some fields changed (validated)."""
+        return PipelineConfig.from_dict({**self.to_dict(), **changes})
+
+
+PARAMETER_RANGES: dict[str, tuple[float, float]] = {
+    "rate_hz": (1.0, 1000.0),
+    "torch_threads": (0, 64),
+    "detect_threshold": (0.0, 1.0),
+    "track_threshold": (0.0, 1.0),
+    "lost_after": (1, 1000),
+    "detect_interval_ms": (0.0, 10_000.0),
+    "detect_candidates": (1, 64),
+    "min_face_px": (8, 4096),
+    "warm_stages": (1, 8),
+    "smoothing_min_cutoff": (0.01, 100.0),
+    "smoothing_beta": (0.0, 100.0),
+    "pose_min_confidence": (0.0, 1.0),
+    "rgb_max_age_ms": (0.0, 10_000.0),
+    "rgb_timeout_ms": (0.0, 60_000.0),
+    "event_timeout_ms": (1.0, 60_000.0),
+    "max_wait_ms": (0.0, 10_000.0),
+    "buffer_ms": (10.0, 60_000.0),
+    "max_buffer_events": (1000, 200_000_000),
+    "max_window_events": (100, 100_000_000),
+    "loop_threshold_ms": (1.0, 3_600_000.0),
+    "max_event_skew_ms": (1.0, 3_600_000.0),
+    "sensor_width": (0, 32768),
+    "sensor_height": (0, 32768),
+}
+"""Inclusive ``(min, max)`` of the numeric fields (the node's descriptor ranges)."""

@@ -1,0 +1,300 @@
+"""The ROS-free pipeline on tiny generated bags and hand-made bad inputs (random-weight model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facealign_ros.bag import BagReader, make_event_packet, msg_class
+from facealign_ros.events import encode, make_events
+from facealign_ros.face.preprocess import InputSpec
+from facealign_ros.messages import image_to_msg
+from facealign_ros.model import CMFA, lite_config, save_checkpoint
+from facealign_ros.pipeline import (
+    DROP_REASONS,
+    ModelLoadError,
+    Pipeline,
+    PipelineConfig,
+    load_model,
+)
+
+W, H = 346, 260
+T0 = 1_700_000_000 * 10**9
+SPEC = InputSpec(size=64, window_ms=20.0)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory):
+    torch.manual_seed(0)
+    cfg = lite_config(num_points=70, input_size=64, event_channels=SPEC.event_channels)
+    path = tmp_path_factory.mktemp("model") / "lite.safetensors"
+    save_checkpoint(path, CMFA(cfg), landmark_scheme="rep155_70",
+                    representations=SPEC.representations, preprocessing=SPEC.to_dict())  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(ckpt):
+    return load_model(ckpt, "cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def bag_msgs(synth_bag):
+    with BagReader(synth_bag) as bag:
+        topics = ["/event_camera/events", "/camera/image_raw", "/camera/camera_info"]
+        return list(bag.messages(topics))
+
+
+def make_pipe(model, **kw) -> Pipeline:
+    cfg = PipelineConfig(**{"device": "cpu", "detect_threshold": 0.0, **kw})
+    return Pipeline(cfg, model)
+
+
+def run(pipe: Pipeline, msgs, flush: bool = True) -> list:
+    out = []
+    last = 0
+    for topic, t, msg in msgs:
+        last = t
+        if topic.endswith("events"):
+            pipe.on_events(msg, t)
+        elif topic.endswith("image_raw"):
+            pipe.on_image(msg, t)
+        else:
+            pipe.on_camera_info(msg)
+        while (r := pipe.step(t)) is not None:
+            out.append(r)
+    while flush and (r := pipe.step(last, flush=True)) is not None:
+        out.append(r)
+    return out
+
+
+def packet(t_us: np.ndarray, stamp: int, seq: int = 0, w: int = W, h: int = H, enc="evt3"):
+    n = t_us.size
+    rng = np.random.default_rng(seq)
+    ev = make_events(
+        t_us * 1000, rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, 2, n)
+    )
+    return make_event_packet(encode(ev, "evt3", w, h), w, h, enc, seq, 0, stamp)
+
+
+def image(stamp: int, w: int = W, h: int = H, encoding: str = "rgb8"):
+    msg = image_to_msg(msg_class, np.full((h, w, 3), 90, np.uint8), stamp)
+    if encoding != "rgb8":
+        msg.encoding = encoding
+    return msg
+
+
+# ---------------------------------------------------------------- modes on a generated bag
+
+
+def test_fused_answers_every_image_at_its_stamp(model, bag_msgs):
+    res = run(make_pipe(model, mode="fused"), bag_msgs)
+    stamps = [int(t) for topic, t, m in bag_msgs if topic == "/camera/image_raw"]
+    assert [r.stamp_ns for r in res] == stamps
+    assert {r.mode for r in res} == {"fused"}
+    r = res[-1]
+    assert r.has_face and r.landmarks.shape == (70, 2) and r.confidence.shape == (70,)
+    assert np.all((r.confidence >= 0) & (r.confidence <= 1))
+    assert r.width == W and r.height == H and r.frame_id == "camera_optical_frame"
+
+
+def test_events_mode_answers_on_the_grid(model, bag_msgs):
+    pipe = make_pipe(model, mode="events", rate_hz=50.0)
+    res = run(pipe, bag_msgs)
+    assert len(res) >= 15
+    assert all(r.stamp_ns % 20_000_000 == 0 for r in res)
+    assert np.all(np.diff([r.stamp_ns for r in res]) > 0)
+    assert "events" in {r.mode for r in res}  # before the first frame: events only
+    assert pipe.stats.drops["stale"] == 0  # step() after every message: nothing skipped
+
+
+def test_rgb_mode_uses_no_events(model, bag_msgs):
+    res = run(make_pipe(model, mode="rgb"), bag_msgs)
+    assert res and {r.mode for r in res} == {"rgb"}
+    assert all(r.debug is None for r in res)
+
+
+def test_no_face_state_is_clean(model, bag_msgs):
+    pipe = make_pipe(model, detect_threshold=1.0)  # nothing can pass
+    res = run(pipe, bag_msgs)
+    assert res and not any(r.has_face for r in res)
+    for r in res:
+        assert r.roi is None and r.pose is None and np.all(r.confidence == 0)
+    assert pipe.stats.counters["no_face"] == len(res)
+    assert pipe.stats.counters["detect_runs"] < len(res)  # searches are rate-limited
+
+
+def test_lost_face_gets_a_new_id(model, bag_msgs):
+    pipe = make_pipe(model, track_threshold=1.0, lost_after=2, detect_interval_ms=0.0)
+    res = run(pipe, bag_msgs)
+    ids = [r.face_id for r in res if r.has_face]
+    assert len(set(ids)) >= 2
+    assert pipe.stats.counters["lost"] >= 1
+
+
+def test_keep_debug_and_smoothing(model, bag_msgs):
+    from facealign_ros.pipeline.draw import render_result
+
+    pipe = Pipeline(PipelineConfig(device="cpu", detect_threshold=0.0, smoothing=True), model,
+                    keep_debug=True)  # fmt: skip
+    res = run(pipe, bag_msgs[:400])
+    assert res and res[-1].debug is not None and res[-1].debug.events is not None
+    img = render_result(res[-1])
+    assert img.shape == (H, 2 * W, 3) and img.dtype == np.uint8
+
+
+# ---------------------------------------------------------------- scheduling
+
+
+def test_latest_only_drops_stale_images(model):
+    pipe = make_pipe(model, mode="rgb")
+    for k in range(3):
+        assert pipe.on_image(image(T0 + k * 33_000_000), now_ns=0)
+    r = pipe.step(0)
+    assert r is not None and r.stamp_ns == T0 + 2 * 33_000_000
+    assert pipe.step(0) is None
+    assert pipe.stats.drops["stale"] == 2
+
+
+def test_fused_image_waits_for_events_then_times_out(model):
+    pipe = make_pipe(model, mode="fused", max_wait_ms=50.0)
+    pipe.on_events(packet(np.arange(0, 5000, 50), T0), now_ns=T0)
+    pipe.on_image(image(T0 + 10_000_000), now_ns=T0 + 10_000_000)
+    assert pipe.step(T0 + 20_000_000) is None  # events end at 5 ms < 10 ms: waiting
+    r = pipe.step(T0 + 70_000_000)  # waited 60 ms > max_wait
+    assert r is not None and r.mode == "fused" and r.stamp_ns == T0 + 10_000_000
+
+
+def test_try_step_is_non_blocking(model):
+    pipe = make_pipe(model, mode="rgb")
+    pipe.on_image(image(T0), now_ns=0)
+    with pipe._work:  # another worker is busy
+        assert pipe.try_step(0) is None
+    assert pipe.try_step(0) is not None
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_packets_are_counted_not_raised(model):
+    pipe = make_pipe(model)
+    good = packet(np.arange(0, 1000, 10), T0)
+    assert pipe.on_events(good, 0)
+    rng = np.random.default_rng(0)
+    bad = [
+        make_event_packet(rng.integers(0, 256, 999, dtype=np.uint8), W, H, "evt3", 1, 0, T0 + 2),
+        packet(np.arange(1000, 2000, 10), T0 + 3_000_000, w=640, h=480),
+        make_event_packet(b"\x00" * 16, W, H, "evt4", 3, 0, T0 + 4_000_000),
+        make_event_packet(b"\x00" * 16, 0, 0, "evt3", 4, 0, T0 + 5_000_000),
+        object(),
+    ]  # fmt: skip
+    for msg in bad:
+        pipe.on_events(msg, 0)  # never raises
+    d = pipe.stats.drops
+    assert d["packet_mismatch"] + d["bad_packet"] >= 4
+    assert pipe.on_events(packet(np.arange(2000, 3000, 10), T0 + 6_000_000, seq=5), 0)
+
+
+def test_bad_images_are_counted_not_raised(model):
+    pipe = make_pipe(model, mode="rgb")
+    bad_enc = image(T0, encoding="yuv422")
+    short = image(T0 + 1)
+    short.data = short.data[:100]
+    for msg in (bad_enc, short, object()):
+        pipe.on_image(msg, 0)
+        assert pipe.step(0) is None
+    assert pipe.stats.drops["bad_image"] == 3
+    pipe2 = make_pipe(model, mode="fused")
+    pipe2.on_events(packet(np.arange(0, 20000, 20), T0), 0)
+    pipe2.on_image(image(T0 + 10_000_000, w=320, h=240), 0)
+    r = pipe2.step(0, flush=True)
+    assert r is not None and r.mode == "events"  # wrong-size RGB ignored, events still used
+    assert pipe2.stats.drops["image_size"] == 1
+
+
+def test_time_backwards_and_bag_loop(model):
+    pipe = make_pipe(model, mode="rgb")
+    pipe.on_image(image(T0 + 100_000_000), 0)
+    assert not pipe.on_image(image(T0 + 90_000_000), 0)  # 10 ms back: dropped
+    assert pipe.stats.drops["time_backwards"] == 1
+    assert pipe.on_image(image(T0 - 5 * 10**9), 0)  # 5 s back: a loop, state reset
+    assert pipe.stats.counters["loops"] == 1
+    r = pipe.step(0)
+    assert r is not None and r.stamp_ns == T0 - 5 * 10**9
+
+
+def test_missing_rgb_falls_back_to_event_grid(model):
+    pipe = make_pipe(model, mode="fused", rate_hz=100.0, rgb_timeout_ms=100.0)
+    res = []
+    for k in range(30):  # 300 ms of events, no image at all
+        pipe.on_events(packet(np.arange(k * 10_000, (k + 1) * 10_000, 100), T0 + k * 10**7, k), 0)
+        while (r := pipe.step(0)) is not None:
+            res.append(r)
+    assert res and {r.mode for r in res} == {"events"}
+    assert pipe.stats.drops["missing_rgb"] == len(res)
+
+
+def test_missing_events_answers_from_rgb(model):
+    pipe = make_pipe(model, mode="fused")
+    pipe.on_image(image(T0), 0)
+    r = pipe.step(0)
+    assert r is not None and r.mode == "rgb"
+    assert pipe.stats.drops["missing_events"] == 1
+
+
+def test_event_flood_windows_are_bounded(model):
+    pipe = make_pipe(model, mode="events", rate_hz=100.0, max_window_events=2000)
+    pipe.on_events(packet(np.linspace(0, 20_000, 50_000).astype(np.int64), T0), 0)
+    r = pipe.step(0)
+    assert r is not None
+    assert pipe.stats.counters["windows_truncated"] == 1
+
+
+def test_fuzz_never_raises(model):
+    rng = np.random.default_rng(1)
+    pipe = make_pipe(model, mode="fused", max_wait_ms=0.0)
+    for k in range(40):
+        n = int(rng.integers(0, 400))
+        p = make_event_packet(rng.integers(0, 256, n, dtype=np.uint8), W, H, "evt3", k, 0,
+                              T0 + int(rng.integers(-10**9, 10**9)))  # fmt: skip
+        pipe.on_events(p, 0)
+        if k % 5 == 0:
+            img = image(T0 + int(rng.integers(-(10**9), 10**9)))
+            img.width = int(rng.integers(0, 400))
+            pipe.on_image(img, 0)
+        pipe.step(0)
+    snap = pipe.snapshot()
+    assert set(snap["drops"]) == set(DROP_REASONS)
+
+
+# ---------------------------------------------------------------- model loading
+
+
+def test_model_load_errors_are_clear(tmp_path, ckpt):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(tmp_path / "missing.safetensors", "cpu")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelLoadError, match="bad.safetensors"):
+        load_model(bad, "cpu")
+    torch.manual_seed(0)
+    cfg = lite_config(num_points=70, input_size=64, event_channels=SPEC.event_channels)
+    nospec = tmp_path / "nospec.safetensors"
+    save_checkpoint(nospec, CMFA(cfg), landmark_scheme="rep155_70", representations=["x"])
+    with pytest.raises(ModelLoadError, match="InputSpec"):
+        load_model(nospec, "cpu")
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="mode"):
+        PipelineConfig(mode="dark")
+    with pytest.raises(ValueError, match="rate_hz"):
+        PipelineConfig(rate_hz=0.0)
+    with pytest.raises(ValueError, match="unknown"):
+        PipelineConfig.from_dict({"nope": 1})
+    with pytest.raises(ValueError, match="singular"):
+        PipelineConfig(homography=(0.0,) * 9)
+    cfg = PipelineConfig(mode="events")
+    assert PipelineConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.model_path.name == "cmfa_lite.safetensors"

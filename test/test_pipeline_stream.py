@@ -1,0 +1,101 @@
+"""EventStream: sensor clock -> ROS time with drift, 24-bit wraps, bag loops and bad packets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facealign_ros.bag import make_event_packet
+from facealign_ros.events import encode, make_events
+from facealign_ros.pipeline import EventStream, InputError
+
+W, H = 64, 48
+T0 = 1_700_000_000 * 10**9
+WRAP_US = 1 << 24
+
+
+def stream() -> EventStream:
+    return EventStream(2 * 10**9, 100_000, loop_threshold_ns=500_000_000, max_skew_ns=200_000_000)
+
+
+def packets(seconds: float, drift_ppm: float, start_ns: int, seed: int = 0):
+    """Yield ``(packet, true ROS times)``: 1 packet / 20 ms with 3 events.
+
+    The evt3 clock starts at 0; stamps = ROS time of the first event (sensor time scaled by the
+    drift) + 0..2 ms jitter.
+    """
+    rng = np.random.default_rng(seed)
+    for k in range(int(seconds * 50)):
+        t_us = k * 20_000 + np.array([0, 5, 9])
+        ev = make_events(t_us * 1000, [1, 2, 3], [4, 5, 6], [1, 0, 1])
+        true = start_ns + (t_us * 1000 * (1 + drift_ppm * 1e-6)).astype(np.int64)
+        stamp = int(true[0]) + int(rng.integers(0, 2_000_000))
+        yield make_event_packet(encode(ev, "evt3", W, H), W, H, "evt3", k, 0, stamp), true
+
+
+@pytest.mark.parametrize("drift_ppm", [0.0, 80.0])
+def test_clock_follows_drift_across_a_wrap(drift_ppm):
+    s = stream()
+    errs = []
+    for msg, true in packets(20.0, drift_ppm, T0):  # 20 s > one 16.78 s evt3 wrap
+        s.note_stamp(int(msg.header.stamp.sec) * 10**9 + msg.header.stamp.nanosec)
+        s.push(msg)
+        errs.append(abs(s.buffer.latest_time - int(true[-1])))
+    assert s.decoder is not None and s.decoder.stats.time_wraps == 1
+    assert s.clock.stats.resets == 0
+    assert max(errs[100:]) < 2_500_000  # within the stamp jitter, after settling
+
+
+def test_bag_loop_resets_everything():
+    s = stream()
+    for msg, _ in packets(1.0, 0.0, T0):
+        s.note_stamp(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+        s.push(msg)
+    assert len(s.buffer) > 0
+    first = True
+    for msg, true in packets(0.5, 0.0, T0):  # the same recording again
+        looped = s.note_stamp(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+        assert looped == first
+        first = False
+        s.push(msg)
+        assert abs(s.buffer.latest_time - int(true[-1])) < 2_500_000
+    assert s.loops == 1
+
+
+def test_small_step_back_is_rejected_not_a_loop():
+    s = stream()
+    s.note_stamp(T0)
+    with pytest.raises(InputError) as err:
+        s.note_stamp(T0 - 1_000_000)
+    assert err.value.reason == "time_backwards" and s.loops == 0
+
+
+def test_garbage_events_far_from_the_stamp_are_dropped():
+    s = stream()
+    msgs = list(packets(1.0, 0.0, T0))
+    for msg, _ in msgs[:10]:
+        s.push(msg)
+    # a packet whose later events are 3 s after its first (impossible for a 1 ms packet)
+    ev = make_events(np.array([200_000, 3_200_000]) * 1000, [1, 2], [1, 2], [1, 1])
+    bad = make_event_packet(encode(ev, "evt3", W, H), W, H, "evt3", 99, 0, T0 + 200_000_000)
+    with pytest.raises(InputError) as err:
+        s.push(bad)
+    assert err.value.reason == "event_skew"
+    assert s.buffer.latest_time < T0 + 10**9
+
+
+def test_new_camera_geometry_after_many_packets():
+    s = stream()
+    for msg, _ in list(packets(0.2, 0.0, T0))[:3]:
+        s.push(msg)
+    ev = make_events([0], [1], [1], [1])
+    other = [make_event_packet(encode(ev, "evt3", 32, 32), 32, 32, "evt3", k, 0, T0 + k)
+             for k in range(25)]  # fmt: skip
+    reasons = []
+    for msg in other:
+        try:
+            s.push(msg)
+        except InputError as exc:
+            reasons.append(exc.reason)
+    assert reasons == ["packet_mismatch"] * 19
+    assert s.size == (32, 32)

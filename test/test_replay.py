@@ -1,0 +1,102 @@
+"""``facealign replay`` end to end on a generated bag (random-weight model), and its metrics."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facealign_ros.bag import BagReader
+from facealign_ros.face.preprocess import InputSpec
+from facealign_ros.messages import landmarks_from_msg, stamp_ns
+from facealign_ros.model import CMFA, lite_config, save_checkpoint
+from facealign_ros.pipeline import FaceResult
+from training.replay import GroundTruth, add_replay_parser, run_replay, score
+
+SPEC = InputSpec(size=64, window_ms=20.0)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    cfg = lite_config(num_points=70, input_size=64, event_channels=SPEC.event_channels)
+    path = tmp_path_factory.mktemp("model") / "lite.safetensors"
+    save_checkpoint(path, CMFA(cfg), landmark_scheme="rep155_70",
+                    representations=SPEC.representations, preprocessing=SPEC.to_dict())  # fmt: skip
+    return path
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha1()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def cli(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_replay_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_replay_end_to_end(synth_bag, ckpt, tmp_path, capsys):
+    before = digest(synth_bag)
+    out = tmp_path / "out"
+    args = cli(["replay", str(synth_bag), "-o", str(out), "--model", str(ckpt),
+                "--device", "cpu", "--json"])  # fmt: skip
+    assert run_replay(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert digest(synth_bag) == before  # the input is never touched
+    m = summary["metrics"]
+    assert m is not None and m["count"] + 0 >= 0 and {"nme", "fr10", "auc10"} <= set(m)
+    assert json.loads((tmp_path / "out.metrics.json").read_text()) == m
+    with BagReader(synth_bag) as bag:
+        image_stamps = [stamp_ns(msg) for _, _, msg in bag.messages("/camera/image_raw")]
+    with BagReader(out) as bag:
+        topics = bag.topics
+        assert topics["/humans/faces/tracked"].msgtype == "hri_msgs/msg/IdsList"
+        tracked = [stamp_ns(msg) for _, _, msg in bag.messages("/humans/faces/tracked")]
+        assert tracked == image_stamps  # one answer per frame, stamped with the frame
+        if "/facealign/landmarks" in topics:
+            for _, _, msg in bag.messages("/facealign/landmarks"):
+                assert stamp_ns(msg) in image_stamps and len(msg.landmarks) == 70
+    assert summary["results"] == len(image_stamps)
+
+
+def test_replay_refuses_existing_output_and_bad_model(synth_bag, tmp_path, capsys):
+    out = tmp_path / "exists"
+    out.mkdir()
+    assert run_replay(cli(["replay", str(synth_bag), "-o", str(out), "--json"])) == 2
+    missing = str(tmp_path / "none.safetensors")
+    args = cli(["replay", str(synth_bag), "-o", str(tmp_path / "o2"), "--model", missing])
+    assert run_replay(args) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_score_known_answers(synth_bag):
+    gt = GroundTruth()
+    with BagReader(synth_bag) as bag:
+        for topic, _, msg in bag.messages(["/facealign/gt/landmarks"]):
+            gt.add(topic, msg)
+            last = msg
+    stamp = stamp_ns(last)
+    pts, _ = landmarks_from_msg(last)
+
+    def res(p: np.ndarray | None, t: int = stamp) -> FaceResult:
+        if p is None:
+            return FaceResult.no_face(t, "fused", 346, 260, "")
+        return FaceResult(t, "f1", p, np.ones(70), None, None, "fused", 346, 260, "", 0, 0)
+
+    perfect = score([res(pts)], gt)
+    assert perfect["nme"] == 0 and perfect["fr10"] == 0 and perfect["auc10"] == 1
+    iod = np.linalg.norm(pts[36] - pts[45])
+    shifted = score([res(pts + [0.2 * iod, 0])], gt)  # every point off by 0.2 IOD
+    assert np.isclose(shifted["nme"], 0.2) and shifted["fr10"] == 1 and shifted["auc10"] == 0
+    missing = score([res(pts), res(None, stamp - 1)], gt)
+    assert missing["coverage"] == 0.5 and missing["fr10_all"] == 0.5
+    assert score([res(pts, stamp + 10**7)], gt)["count"] == 0  # no ground truth that close
