@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_replay_parser(sub)
     add_demo_parser(sub)
+    from training.evaluate import add_eval_parser
+    from training.train import add_train_parser
+
+    add_train_parser(sub)
+    add_eval_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks measured side by side with references")
     bench_sub = bench.add_subparsers(dest="bench_target", required=True)
@@ -103,6 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "train":
+        from training.train import run_train
+
+        return run_train(args)
+    if args.command == "eval":
+        from training.evaluate import run_eval
+
+        return run_eval(args)
     if args.command == "replay":
         from training.replay import run_replay
 

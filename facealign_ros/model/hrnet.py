@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
 from torch import Tensor, nn
 
-BN_MOMENTUM = 0.01
+BN_MOMENTUM = 0.1  # PyTorch default: running statistics settle within tens of steps
 
 
 def conv_bn(

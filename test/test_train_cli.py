@@ -1,0 +1,78 @@
+"""``facealign train`` glue: add_train_parser + run_train on the smoke config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from facealign_ros.model.checkpoint import read_metadata
+from training.train import add_train_parser, command_line, run_train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: 2 threads stall badly when the 2-core machine is busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="facealign")
+    add_train_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_run_train_smoke(tmp_path: Path) -> None:
+    args = _parse(
+        [
+            "train",
+            "--config",
+            str(SMOKE),
+            "--device",
+            "cpu",
+            "--out-dir",
+            str(tmp_path),
+            "--no-progress",
+            "schedule.steps=3",
+            "data.options.num_samples=16",
+            "data.options.eval_samples=8",
+            "run.checkpoint_every=2",
+        ]
+    )
+    assert args.command == "train" and args.overrides[0] == "schedule.steps=3"
+    args.command_line = "facealign train --config smoke.yaml"
+    assert run_train(args) == 0
+    meta = read_metadata(tmp_path / "model.safetensors")
+    assert meta.training_command == "facealign train --config smoke.yaml"
+    assert set(meta.metrics) >= {"val_nme", "val_fr10", "val_auc10", "val_nme_event", "val_nme_rgb"}
+    assert meta.preprocessing["toy"]["size"] == 64
+    assert (tmp_path / "checkpoints" / "step_0000003" / "state.safetensors").is_file()
+
+
+def test_run_train_reports_bad_config(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    args = _parse(["train", "--config", str(SMOKE), "--out-dir", str(tmp_path), "optim.lrr=1"])
+    with caplog.at_level(logging.ERROR):
+        assert run_train(args) == 2
+    assert "optim.lrr" in caplog.text
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_command_line_records_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["/venv/bin/facealign", "train", "--config", "a b.yaml", "optim.lr=3e-4"]
+    assert command_line(argv) == "facealign train --config 'a b.yaml' optim.lr=3e-4"
+    py = ["/src/training/train.py", "--config", "c.yaml"]
+    assert command_line(py) == "python -m training.train --config c.yaml"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert command_line(argv).startswith("torchrun --nproc_per_node=2 facealign train")
+    assert command_line(py) == "torchrun --nproc_per_node=2 -m training.train --config c.yaml"

@@ -1,0 +1,205 @@
+"""Building blocks of a run: datasets, model, event-encoder init, optimizer and LR schedule.
+
+Dataset contract (what :func:`make_dataset` returns; ``training.data.build_dataset`` for bags):
+a ``torch.utils.data.Dataset`` of dicts with ``events`` (C, S, S) float32, ``rgb`` (3, S, S) float32
+in [0, 1], ``rgb_present``/``event_present`` bool, ``landmarks`` (N, 2) float32 in [0, 1] crop
+coordinates, ``visible`` (N,), ``pose_deg`` (3,) (NaN = unknown), ``light`` 0/1/2, ``motion`` 0/1,
+``A`` (2, 3) float64 and ``stamp_ns`` int64. Optional attributes used when present:
+``set_epoch(epoch)`` (called before each epoch; augmentation must come from
+:func:`~training.trainer.sampler.sample_rng` of (seed, epoch, index)), ``landmark_scheme`` (str),
+``spec`` (the :class:`~facealign_ros.face.preprocess.InputSpec`, recorded in checkpoints) or
+``representations`` (tuple of str) + ``preprocessing`` (JSON-able dict), ``mean_shape()``
+((N, 2) array), and for evaluation ``pose_fn`` and ``intrinsics(index)`` (see
+:mod:`training.evaluate`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from facealign_ros.face.landmarks import LandmarkScheme, get_scheme
+from facealign_ros.model.cmfa import CMFA, mean_shape_from
+from facealign_ros.model.config import CMFAConfig
+from training.trainer.config import DataSection, ModelSection, OptimSection, ScheduleSection
+
+ENCODER_PREFIXES = ("", "event_backbone.", "encoder.", "backbone.", "module.encoder.")
+
+
+def make_dataset(data: DataSection | Mapping[str, Any], split: str, seed: int) -> Dataset:
+    """Dataset of ``split``: the toy dataset for ``kind: toy``, else ``training.data``'s factory.
+
+    Args:
+        data: The data section, or a factory config ``{"kind": ..., **options}``.
+        split: Split name (``train``, ``val``, ``test``, ...).
+        seed: Base seed.
+    """
+    cfg = data.factory_config() if isinstance(data, DataSection) else dict(data)
+    if cfg.get("kind") == "toy":
+        from training.trainer.toy import build_toy
+
+        return build_toy(cfg, split, seed)
+    from training.data import build_dataset  # lazy: the bag reader is heavier
+
+    return build_dataset(cfg, split, seed)
+
+
+def data_fields(sample: Mapping[str, Any]) -> dict[str, int]:
+    """Network fields implied by a sample: ``num_points``, ``input_size``, ``event_channels``.
+
+    Raises:
+        ValueError: The sample does not follow the contract (non-square or mismatched crops).
+    """
+    ev = np.asarray(sample["events"])
+    rgb = np.asarray(sample["rgb"])
+    lms = np.asarray(sample["landmarks"])
+    if ev.ndim != 3 or ev.shape[1] != ev.shape[2] or rgb.shape[1:] != ev.shape[1:]:
+        raise ValueError(f"events {ev.shape} / rgb {rgb.shape} must be (C, S, S) of one size S")
+    if lms.ndim != 2 or lms.shape[1] != 2:
+        raise ValueError(f"landmarks must be (N, 2), got {lms.shape}")
+    return {"num_points": lms.shape[0], "input_size": ev.shape[1], "event_channels": ev.shape[0]}
+
+
+def scheme_for(dataset: Dataset, model: ModelSection, num_points: int) -> LandmarkScheme:
+    """The landmark scheme: the config's, else the dataset's, else by point count."""
+    name = model.landmark_scheme or getattr(dataset, "landmark_scheme", "")
+    scheme = get_scheme(name) if name else get_scheme(num_points)
+    if scheme.n_points != num_points:
+        raise ValueError(
+            f"landmark scheme {scheme.name} has {scheme.n_points} points, data {num_points}"
+        )
+    return scheme
+
+
+def dataset_metadata(dataset: Dataset) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """``(representations, preprocessing)`` for checkpoint metadata.
+
+    From the dataset's ``spec`` (an ``InputSpec``: its representations and ``to_dict()``), else
+    its ``representations`` and ``preprocessing`` attributes, else ``("unspecified",)`` and {}.
+    """
+    spec = getattr(dataset, "spec", None)
+    if spec is not None and hasattr(spec, "to_dict"):
+        return tuple(spec.representations), dict(spec.to_dict())
+    reps = tuple(getattr(dataset, "representations", ("unspecified",)))
+    return reps, dict(getattr(dataset, "preprocessing", {}))
+
+
+def dataset_mean_shape(dataset: Dataset, limit: int) -> np.ndarray:
+    """(N, 2) start shape: ``dataset.mean_shape()`` or the mean of the first ``limit`` samples."""
+    if hasattr(dataset, "mean_shape"):
+        return np.asarray(dataset.mean_shape(), dtype=np.float32)
+    n = min(len(dataset), limit)  # type: ignore[arg-type]
+    return mean_shape_from(np.stack([np.asarray(dataset[i]["landmarks"]) for i in range(n)]))
+
+
+def build_model(net: CMFAConfig, mean_shape: np.ndarray | None, seed: int) -> CMFA:
+    """CMFA with weights initialised from ``seed`` (independent of the global RNG)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CMFA(net, mean_shape=mean_shape)
+
+
+def load_event_encoder(model: CMFA, path: str | Path) -> int:
+    """Load event-backbone weights (e.g. an SSMER encoder) from a safetensors file.
+
+    Keys must match ``model.event_backbone.state_dict()`` exactly, possibly behind one common
+    prefix among :data:`ENCODER_PREFIXES` (``event_backbone.``, ``encoder.``, ...); other
+    tensors in the file (projector, predictor) are ignored only when a prefix selects the
+    encoder.
+
+    Returns:
+        Number of tensors loaded.
+
+    Raises:
+        ValueError: Unreadable file, or names/shapes that do not match the backbone.
+    """
+    p = Path(path)
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
+    except Exception as exc:
+        raise ValueError(f"event encoder {p}: cannot read safetensors ({exc})") from exc
+    expected = model.event_backbone.state_dict()
+    best: tuple[int, str] = (-1, "")
+    for prefix in ENCODER_PREFIXES:
+        hits = sum(1 for k in expected if prefix + k in tensors)
+        best = max(best, (hits, prefix))
+    prefix = best[1]
+    picked = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    missing = sorted(set(expected) - set(picked))
+    unexpected = sorted(set(picked) - set(expected)) if not prefix else []
+    bad = [
+        f"{k}: file {tuple(picked[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in picked and picked[k].shape != v.shape
+    ]
+    if missing or unexpected or bad:
+        raise ValueError(
+            f"event encoder {p} does not fit the event backbone (prefix {prefix!r}): "
+            f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}, "
+            f"shape mismatches {bad[:5]}"
+        )
+    model.event_backbone.load_state_dict({k: picked[k] for k in expected}, strict=True)
+    return len(expected)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups: decay for weight matrices/kernels, none for biases, norms, embeddings."""
+    decay, no_decay = [], []
+    for _, prm in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        if not prm.requires_grad:
+            continue
+        (decay if prm.dim() > 1 else no_decay).append(prm)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, optim: OptimSection) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups`."""
+    return torch.optim.AdamW(
+        param_groups(model, optim.weight_decay),
+        lr=optim.lr,
+        betas=(optim.betas[0], optim.betas[1]),
+        eps=optim.eps,
+    )
+
+
+def lr_factor(step: int, schedule: ScheduleSection) -> float:
+    """LR multiplier at ``step``: linear warmup from 1/warmup, then cosine to ``min_lr_ratio``."""
+    if step < schedule.warmup_steps:
+        return (step + 1) / schedule.warmup_steps
+    span = max(1, schedule.steps - schedule.warmup_steps)
+    t = min(1.0, (step - schedule.warmup_steps) / span)
+    return schedule.min_lr_ratio + (1 - schedule.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def modality_masks(
+    rgb_present: Tensor, event_present: Tensor, p_rgb: float, p_event: float, gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Modality dropout on top of the data's presence flags; never drops a sample's last input.
+
+    Args:
+        rgb_present: (B,) bool from the data.
+        event_present: (B,) bool from the data.
+        p_rgb: Probability of dropping RGB.
+        p_event: Probability of dropping events (exclusive with dropping RGB).
+        gen: CPU generator (seeded per step, so runs and resumes draw the same masks).
+
+    Returns:
+        ``(rgb_on, event_on)`` (B,) bool on the input's device.
+    """
+    u = torch.rand(rgb_present.shape[0], generator=gen).to(rgb_present.device)
+    drop_rgb = (u < p_rgb) & event_present
+    drop_ev = (u >= p_rgb) & (u < p_rgb + p_event) & rgb_present
+    return rgb_present & ~drop_rgb, event_present & ~drop_ev

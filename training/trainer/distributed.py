@@ -1,0 +1,92 @@
+"""DistributedDataParallel plumbing: process group from torchrun's environment, rank helpers.
+
+``torchrun --nproc_per_node=N`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT``; :func:`init_distributed` reads them (``init_method="env://"``) and picks gloo on
+the CPU and nccl on CUDA. Without them the run is a single process and nothing is initialised.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """This process's place in the job.
+
+    Attributes:
+        rank: Global rank.
+        world_size: Number of processes.
+        local_rank: Rank on this machine (the CUDA device index).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0 (which logs and writes checkpoints)."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """True for a multi-process job."""
+        return self.world_size > 1
+
+    @classmethod
+    def from_env(cls) -> DistEnv:
+        """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (defaults: a single process)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+        return cls(rank=rank, world_size=world, local_rank=local)
+
+
+def pick_device(requested: str, env: DistEnv) -> torch.device:
+    """``auto``/``cpu``/``cuda`` -> a device; CUDA jobs use ``cuda:<local_rank>``.
+
+    Raises:
+        RuntimeError: ``cuda`` requested but not available.
+    """
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("run.device=cuda but CUDA is not available")
+    use_cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(env.local_rank)
+        return torch.device("cuda", env.local_rank)
+    return torch.device("cpu")
+
+
+def init_distributed(env: DistEnv, device: torch.device) -> None:
+    """Initialise the default process group from the environment (no-op for one process)."""
+    if not env.enabled or dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(
+        backend=backend, init_method="env://", rank=env.rank, world_size=env.world_size
+    )
+
+
+def barrier(env: DistEnv) -> None:
+    """Wait for all ranks (no-op for one process)."""
+    if env.enabled and dist.is_initialized():
+        dist.barrier()
+
+
+def shutdown(env: DistEnv) -> None:
+    """Destroy the process group if this job created one."""
+    if env.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    """A free TCP port on localhost (for single-machine jobs started without torchrun)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

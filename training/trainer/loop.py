@@ -1,0 +1,168 @@
+"""The CMFA training loop: AdamW + warmup/cosine, AMP on CUDA, DDP, exact resume, logging.
+
+Exactness: the data order of epoch e is drawn from (seed, e); a sample's augmentation from
+(seed, e, index); every step re-seeds the global torch RNG and a private generator from
+(seed, step, rank), which drive dropout, modality dropout and warm-start noise. So a run resumed
+from the checkpoint of step k (weights, optimizer, scheduler, scaler, step) reaches the same
+weights at step k + m as an uninterrupted run, bit for bit on the same machine. The global
+python/numpy/torch RNG states are saved and restored too, for code outside the step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from facealign_ros.model.checkpoint import read_metadata
+from facealign_ros.model.cmfa import CMFA
+from training.trainer import build
+from training.trainer.config import TrainConfig, dump_config
+from training.trainer.context import RunContext, TrainResult
+from training.trainer.distributed import DistEnv, init_distributed, pick_device, shutdown
+from training.trainer.sampler import EpochSampler
+from training.trainer.state import (
+    MODEL_FILE,
+    ResumeError,
+    latest_checkpoint,
+    load_training_state,
+    optimizer_from_flat,
+    set_rng_state,
+)
+
+LOG = logging.getLogger(__name__)
+StepHook = Callable[[int, Mapping[str, float]], None]
+
+
+class Trainer:
+    """Trains CMFA as configured.
+
+    Args:
+        cfg: The configuration.
+        command: Command line recorded in checkpoints (``training_command``).
+        env: Process placement; default from the environment (torchrun).
+        on_step: Called on every rank after each step with ``(step, scalars)``; an exception
+            aborts the run like a kill (tests use it).
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        command: str = "",
+        env: DistEnv | None = None,
+        on_step: StepHook | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.command = command
+        self.env = env or DistEnv.from_env()
+        self.on_step = on_step
+        self.out_dir = Path(cfg.run.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+
+    # ----------------------------------------------------------------------------- setup
+    def _resume_path(self) -> Path | None:
+        mode = self.cfg.run.resume
+        if mode == "never":
+            return None
+        if mode == "auto":
+            return latest_checkpoint(self.ckpt_dir)
+        path = Path(mode)
+        if path.is_dir() and not (path / MODEL_FILE).is_file():
+            return latest_checkpoint(path) or path  # a run's checkpoint folder
+        return path
+
+    def _restore(self, ckpt: Path, model: CMFA, opt: Any, sched: Any, scaler: Any) -> int:
+        state = load_training_state(ckpt)
+        meta = read_metadata(ckpt / MODEL_FILE)
+        if meta.config != model.config:
+            raise ResumeError(f"{ckpt}: its network config differs from this run's")
+        model.load_state_dict(load_file(str(ckpt / MODEL_FILE)), strict=True)
+        opt.load_state_dict(optimizer_from_flat(state.tensors, state.meta["optimizer"]))
+        sched.load_state_dict(state.meta["scheduler"])
+        if state.meta.get("scaler"):
+            scaler.load_state_dict(state.meta["scaler"])
+        set_rng_state(state.tensors, state.meta["rng"])
+        sam = state.meta.get("sampler", {})
+        now = {"world_size": self.env.world_size, "batch_size": self.cfg.data.batch_size}
+        if any(sam.get(k) != v for k, v in now.items()):
+            LOG.warning("resuming with a different world size or batch size: data order differs")
+        LOG.info("resumed from %s at step %d", ckpt, state.step)
+        return state.step
+
+    # ------------------------------------------------------------------------------ fit
+    def fit(self) -> TrainResult:
+        """Train to ``schedule.steps`` (resuming if configured); returns the outcome."""
+        run = self.cfg.run
+        if run.threads:
+            torch.set_num_threads(run.threads)
+        if run.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        device = pick_device(run.device, self.env)
+        init_distributed(self.env, device)
+        try:
+            return self._fit(device)
+        finally:
+            shutdown(self.env)
+
+    def _fit(self, device: torch.device) -> TrainResult:
+        cfg, env = self.cfg, self.env
+        seed = cfg.run.seed
+        train_ds = build.make_dataset(cfg.data, cfg.data.train_split, seed)
+        net = cfg.model.network(**build.data_fields(train_ds[0]))
+        scheme = build.scheme_for(train_ds, cfg.model, net.num_points)
+        resume = self._resume_path()
+        mean = None if resume else build.dataset_mean_shape(train_ds, cfg.model.mean_shape_samples)
+        model = build.build_model(net, mean, seed)
+        if resume is None and cfg.model.init_event_encoder:
+            n = build.load_event_encoder(model, cfg.model.init_event_encoder)
+            LOG.info("event backbone: %d tensors from %s", n, cfg.model.init_event_encoder)
+        model.to(device)
+        opt = build.build_optimizer(model, cfg.optim)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: build.lr_factor(s, cfg.schedule))
+        cuda = device.type == "cuda"
+        amp = cfg.optim.amp if cuda else "none"
+        scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+        step = self._restore(resume, model, opt, sched, scaler) if resume else 0
+        ddp: nn.Module = model
+        if env.enabled:
+            ddp = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+        sampler = EpochSampler(
+            len(train_ds),  # type: ignore[arg-type]
+            seed=seed,
+            batch_size=cfg.data.batch_size,
+            rank=env.rank,
+            world_size=env.world_size,
+        )
+        bpe = sampler.batches_per_epoch
+        if bpe == 0:
+            raise ValueError(
+                f"train split has fewer samples per process than one batch ({sampler.batch_size})"
+            )
+        loader = DataLoader(
+            train_ds,
+            batch_size=cfg.data.batch_size,
+            sampler=sampler,
+            num_workers=cfg.data.num_workers,
+            pin_memory=cuda,
+        )
+        val_ds = None
+        if env.is_main and cfg.data.val_split:
+            val_ds = build.make_dataset(cfg.data, cfg.data.val_split, seed)
+        ctx = RunContext(self, model, ddp, opt, sched, scaler, scheme, device, amp, sampler)
+        ctx.train_ds, ctx.val_ds = train_ds, val_ds
+        if env.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+        try:
+            step = ctx.loop(loader, sampler, step)
+            return ctx.finish(step)
+        finally:
+            ctx.close()
