@@ -109,6 +109,16 @@ class BagWindowDataset:
     def __len__(self) -> int:
         return len(self.index)
 
+    @property
+    def representations(self) -> tuple[str, ...]:
+        """Event representations of the inputs (checkpoint metadata)."""
+        return self.spec.representations
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """The :class:`InputSpec` as a dict (checkpoint metadata; the runtime rebuilds it)."""
+        return self.spec.to_dict()
+
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream of ``epoch``."""
         self.epoch = int(epoch)
