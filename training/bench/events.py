@@ -127,6 +127,10 @@ def bench_evt3(
         os.unlink(path)
 
 
+def _round(x: float | None) -> float | None:
+    return round(x, 1) if x else None
+
+
 def run_events_bench(n_events: int = 5_000_000, repeats: int = 5, seed: int = 0) -> dict:
     """All event figures of ``facealign bench events`` as one JSON-serialisable dict."""
     width, height = 1280, 720
@@ -143,6 +147,8 @@ def run_events_bench(n_events: int = 5_000_000, repeats: int = 5, seed: int = 0)
         "evt3_decode_mev_s": round(d["mev_s"], 1),
         "evt3_decode_vs_expelliarmus": ratio(d["mev_s"], d["peer_mev_s"]),
         "evt3_expelliarmus_mev_s": round(d["peer_mev_s"], 1) if d["peer_mev_s"] else None,
+        "evt3_expelliarmus_chunks_mev_s": _round(d.get("peer_chunk_mev_s")),
+        "evt3_expelliarmus_read_mev_s": _round(d.get("peer_whole_mev_s")),
         "evt3_packets_vs_expelliarmus_chunks": ratio(d["mev_s"], d.get("peer_chunk_mev_s")),
         "evt3_decode_whole_mev_s": round(d["whole_mev_s"], 1),
         "evt3_whole_vs_expelliarmus_read": ratio(d["whole_mev_s"], d.get("peer_whole_mev_s")),
@@ -150,6 +156,8 @@ def run_events_bench(n_events: int = 5_000_000, repeats: int = 5, seed: int = 0)
         "evt3_words_per_event": round(d["words_per_event"], 2),
         "evt3_sparse_decode_mev_s": round(s["mev_s"], 1),
         "evt3_sparse_decode_whole_mev_s": round(s["whole_mev_s"], 1),
+        "evt3_sparse_expelliarmus_chunks_mev_s": _round(s.get("peer_chunk_mev_s")),
+        "evt3_sparse_expelliarmus_read_mev_s": _round(s.get("peer_whole_mev_s")),
         "evt3_sparse_vs_expelliarmus": ratio(s["mev_s"], s["peer_mev_s"]),
         "evt3_sparse_whole_vs_expelliarmus_read": ratio(
             s["whole_mev_s"], s.get("peer_whole_mev_s")
