@@ -26,13 +26,15 @@ from facealign_ros.events import Decoder, concat_events
 from facealign_ros.events.clock import SensorClock
 from facealign_ros.messages import image_from_msg, landmarks_from_msg, pose_from_msg, stamp_ns
 
-TOPIC_EVENTS = topics.EVENTS
-TOPIC_IMAGE = topics.IMAGE
-TOPIC_INFO = topics.CAMERA_INFO
-TOPIC_GT = topics.GT_LANDMARKS
-TOPIC_POSE = topics.GT_HEAD_POSE
-TOPIC_GT_HF = topics.GT_LANDMARKS_HF
-TOPIC_META = topics.SYNTH_METADATA
+_TOPICS = (
+    topics.EVENTS,
+    topics.IMAGE,
+    topics.CAMERA_INFO,
+    topics.GT_LANDMARKS,
+    topics.GT_HEAD_POSE,
+    topics.GT_LANDMARKS_HF,
+    topics.SYNTH_METADATA,
+)
 LIGHTS = ("normal", "low", "dark")
 MOTIONS = ("slow", "fast")
 CACHE_VERSION = "1"
@@ -146,14 +148,13 @@ def _decode(path: Path) -> BagArrays:
     K, light, motion, dec, clock, size = None, -1, -1, None, SensorClock(), (0, 0)
     with BagReader(path) as bag:
         available = bag.topics
-        if TOPIC_EVENTS not in available:
-            raise ValueError(f"bag {str(path)!r} has no {TOPIC_EVENTS} topic")
-        if TOPIC_GT not in available:
-            raise ValueError(f"bag {str(path)!r} has no ground truth on {TOPIC_GT}")
-        wanted = [t for t in (TOPIC_EVENTS, TOPIC_IMAGE, TOPIC_INFO, TOPIC_GT, TOPIC_POSE,
-                              TOPIC_GT_HF, TOPIC_META) if t in available]  # fmt: skip
+        if topics.EVENTS not in available:
+            raise ValueError(f"bag {str(path)!r} has no {topics.EVENTS} topic")
+        if topics.GT_LANDMARKS not in available:
+            raise ValueError(f"bag {str(path)!r} has no ground truth on {topics.GT_LANDMARKS}")
+        wanted = [t for t in _TOPICS if t in available]
         for topic, _, msg in bag.messages(wanted):
-            if topic == TOPIC_EVENTS:
+            if topic == topics.EVENTS:
                 if dec is None:
                     size = (int(msg.width), int(msg.height))
                     dec = Decoder(msg.encoding, *size)
@@ -163,23 +164,23 @@ def _decode(path: Path) -> BagArrays:
                     ev = ev.copy()
                     ev["t"] = clock.to_ros(ev["t"])
                     events.append(ev)
-            elif topic == TOPIC_IMAGE:
+            elif topic == topics.IMAGE:
                 frames.append(image_from_msg(msg))
                 frame_stamps.append(stamp_ns(msg))
-            elif topic == TOPIC_INFO and K is None:
+            elif topic == topics.CAMERA_INFO and K is None:
                 K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-            elif topic in (TOPIC_GT, TOPIC_GT_HF):
+            elif topic in (topics.GT_LANDMARKS, topics.GT_LANDMARKS_HF):
                 xy, c = landmarks_from_msg(msg)
-                dst = gt if topic == TOPIC_GT else hf
+                dst = gt if topic == topics.GT_LANDMARKS else hf
                 dst[0].append(stamp_ns(msg))
                 dst[1].append(xy)
                 dst[2].append(c)
-            elif topic == TOPIC_POSE:
+            elif topic == topics.GT_HEAD_POSE:
                 R, t = pose_from_msg(msg)
                 pose[0].append(stamp_ns(msg))
                 pose[1].append(R)
                 pose[2].append(t)
-            elif topic == TOPIC_META:
+            elif topic == topics.SYNTH_METADATA:
                 meta = json.loads(msg.data)
                 scene = meta.get("scene", {})
                 light = LIGHTS.index(scene["light"]) if scene.get("light") in LIGHTS else -1
