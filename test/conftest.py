@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,31 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ.setdefault("FACEALIGN_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread: 2 threads stall badly when the 2-core machine is busy."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def random_lite_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight lite CMFA checkpoint (70 points, 64 px, InputSpec(size=64, 20 ms))."""
+    import torch
+
+    from facealign_ros.face.preprocess import InputSpec
+    from facealign_ros.model import CMFA, lite_config, save_checkpoint
+
+    spec = InputSpec(size=64, window_ms=20.0)
+    torch.manual_seed(0)
+    cfg = lite_config(num_points=70, input_size=64, event_channels=spec.event_channels)
+    path = tmp_path_factory.mktemp("model") / "lite.safetensors"
+    save_checkpoint(path, CMFA(cfg), landmark_scheme="rep155_70",
+                    representations=spec.representations, preprocessing=spec.to_dict())  # fmt: skip
+    return path

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from facealign_ros.face.landmarks import IBUG68
 from facealign_ros.model.checkpoint import save_checkpoint
@@ -18,14 +16,7 @@ from facealign_ros.model.config import lite_config
 from training.evaluate import MODES, add_eval_parser, crop_to_sensor, evaluate, run_eval
 from training.trainer import build
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: 2 threads stall badly when the 2-core machine is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 PNG = b"\x89PNG\r\n\x1a\n"

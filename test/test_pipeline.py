@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -25,13 +27,8 @@ SPEC = InputSpec(size=64, window_ms=20.0)
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory):
-    torch.manual_seed(0)
-    cfg = lite_config(num_points=70, input_size=64, event_channels=SPEC.event_channels)
-    path = tmp_path_factory.mktemp("model") / "lite.safetensors"
-    save_checkpoint(path, CMFA(cfg), landmark_scheme="rep155_70",
-                    representations=SPEC.representations, preprocessing=SPEC.to_dict())  # fmt: skip
-    return path
+def ckpt(random_lite_checkpoint: Path) -> Path:
+    return random_lite_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from facealign_ros.bag import BagReader
 from facealign_ros.face.preprocess import InputSpec
 from facealign_ros.messages import landmarks_from_msg, stamp_ns
-from facealign_ros.model import CMFA, lite_config, save_checkpoint
 from facealign_ros.pipeline import FaceResult
 from training.replay import GroundTruth, add_replay_parser, run_replay, score
 
@@ -22,13 +20,8 @@ SPEC = InputSpec(size=64, window_ms=20.0)
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    cfg = lite_config(num_points=70, input_size=64, event_channels=SPEC.event_channels)
-    path = tmp_path_factory.mktemp("model") / "lite.safetensors"
-    save_checkpoint(path, CMFA(cfg), landmark_scheme="rep155_70",
-                    representations=SPEC.representations, preprocessing=SPEC.to_dict())  # fmt: skip
-    return path
+def ckpt(random_lite_checkpoint: Path) -> Path:
+    return random_lite_checkpoint
 
 
 def digest(path: Path) -> str:
