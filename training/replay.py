@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from facealign_ros import topics
 from facealign_ros.bag import BagReader, BagWriter, msg_class
 from facealign_ros.face.landmarks import REP155_70
 from facealign_ros.face.pose import matrix_to_euler
@@ -31,11 +32,7 @@ from facealign_ros.pipeline import MODES, FaceResult, Pipeline, PipelineConfig
 from facealign_ros.results import REPLAY_PRIVATE_NS, result_to_messages
 from training import metrics
 
-TOPIC_EVENTS = "/event_camera/events"
-TOPIC_IMAGE = "/camera/image_raw"
-TOPIC_INFO = "/camera/camera_info"
-GT_TOPICS = ("/facealign/gt/landmarks", "/facealign/gt/landmarks_hf")
-GT_POSE = "/facealign/gt/head_pose"
+GT_TOPICS = (topics.GT_LANDMARKS, topics.GT_LANDMARKS_HF)
 MATCH_NS = 500_000
 """A result is scored against ground truth stamped within this distance, ns."""
 
@@ -50,7 +47,7 @@ class GroundTruth:
 
     def add(self, topic: str, msg: Any) -> None:
         """Store one ground-truth message."""
-        if topic == GT_POSE:
+        if topic == topics.GT_HEAD_POSE:
             R, _ = pose_from_msg(msg)
             self.poses[stamp_ns(msg)] = np.degrees(matrix_to_euler(R))
         else:
@@ -117,9 +114,9 @@ def replay(
     in_bag: str | Path,
     out_bag: str | Path,
     config: PipelineConfig,
-    events_topic: str = TOPIC_EVENTS,
-    image_topic: str = TOPIC_IMAGE,
-    info_topic: str = TOPIC_INFO,
+    events_topic: str = topics.EVENTS,
+    image_topic: str = topics.IMAGE,
+    info_topic: str = topics.CAMERA_INFO,
     progress: bool = False,
     keep_debug: bool = False,
     on_result: Callable[[FaceResult], None] | None = None,
@@ -155,7 +152,7 @@ def replay(
         inputs = [t for t in (events_topic, image_topic, info_topic) if t in have]
         if events_topic not in have and image_topic not in have:
             raise ValueError(f"{in_bag}: neither {events_topic} nor {image_topic} is in the bag")
-        wanted = inputs + [t for t in (*GT_TOPICS, GT_POSE) if t in have]
+        wanted = inputs + [t for t in (*GT_TOPICS, topics.GT_HEAD_POSE) if t in have]
         total = sum(have[t].count for t in wanted)
         bar = _progress(total) if progress else None
         with BagWriter(out_bag) as writer:
@@ -245,9 +242,9 @@ def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=100.0, help="events-mode answer rate, Hz")
     p.add_argument("--model", default="", help="checkpoint (default: the shipped lite weights)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--events-topic", default=TOPIC_EVENTS)
-    p.add_argument("--image-topic", default=TOPIC_IMAGE)
-    p.add_argument("--camera-info-topic", default=TOPIC_INFO)
+    p.add_argument("--events-topic", default=topics.EVENTS)
+    p.add_argument("--image-topic", default=topics.IMAGE)
+    p.add_argument("--camera-info-topic", default=topics.CAMERA_INFO)
     p.add_argument("--smoothing", action="store_true", help="One-Euro smoothing of landmarks")
     p.add_argument("--json", action="store_true", help="print one JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
