@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
     add_eval_parser(sub)
+    from training.label.cli import add_label_parser
+
+    add_label_parser(sub)
+    from training.ssmer.cli import add_pretrain_parser
+
+    add_pretrain_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks measured side by side with references")
     bench_sub = bench.add_subparsers(dest="bench_target", required=True)
@@ -112,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.train import run_train
 
         return run_train(args)
+    if args.command == "pretrain":
+        from training.ssmer.cli import run_pretrain
+
+        return run_pretrain(args)
     if args.command == "eval":
         from training.evaluate import run_eval
 
@@ -128,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.synth.cli import run_synth
 
         return run_synth(args)
+    if args.command == "label":
+        from training.label.cli import run_label
+
+        return run_label(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 

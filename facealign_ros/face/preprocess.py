@@ -132,7 +132,7 @@ def event_input(
     x0, y0, x1, y1 = covering_roi(A, S, sensor_width, sensor_height)
     w, h = x1 - x0, y1 - y0
     if w <= 0 or h <= 0:
-        return _empty_event_input(spec)
+        return empty_event_input(spec)
     t_start = int(t_end_ns) - spec.window_ns
     ev = events_in_roi(events, (x0, y0, x1, y1))
     if ev.size and (int(ev["t"][0]) < t_start or int(ev["t"][-1]) >= int(t_end_ns)):
@@ -184,16 +184,25 @@ def _area_downsample(stack: np.ndarray, A: np.ndarray) -> tuple[np.ndarray, np.n
     return np.ascontiguousarray(small), np.hstack([m, t[:, None]])
 
 
-def _channel_offsets(spec: InputSpec) -> dict[str, int]:
+def channel_slices(spec: InputSpec) -> dict[str, slice]:
+    """Representation name -> its channel range in :func:`event_input`'s output."""
     per = {"event_frame": 1, "count": 2, "time_surface": 2, "voxel": spec.voxel_bins}
-    offs, k = {}, 0
+    out, k = {}, 0
     for r in spec.representations:
-        offs[r] = k
+        out[r] = slice(k, k + per[r])
         k += per[r]
-    return offs
+    return out
 
 
-def _empty_event_input(spec: InputSpec) -> np.ndarray:
+def _channel_offsets(spec: InputSpec) -> dict[str, int]:
+    return {r: s.start for r, s in channel_slices(spec).items()}
+
+
+def empty_event_input(spec: InputSpec) -> np.ndarray:
+    """What :func:`event_input` returns for a window without events: float32 ``(C, S, S)``.
+
+    Zeros, with 0.5 ("no change") on the event-frame channel.
+    """
     out = np.zeros((spec.event_channels, spec.size, spec.size), np.float32)
     if "event_frame" in spec.representations:
         out[_channel_offsets(spec)["event_frame"]] = 0.5

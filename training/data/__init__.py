@@ -6,6 +6,8 @@ import glob
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from facealign_ros.face.preprocess import InputSpec
 from training.data.bag_arrays import BagArrays, load_bag_arrays
 from training.data.dataset import SAMPLE_KEYS, AugmentConfig, BagWindowDataset
@@ -17,6 +19,7 @@ __all__ = [
     "BagWindowDataset",
     "build_dataset",
     "expand_paths",
+    "labelled_subset",
     "load_bag_arrays",
 ]
 
@@ -36,15 +39,34 @@ def expand_paths(patterns: list[str] | str) -> list[Path]:
     return out
 
 
+def labelled_subset(files: list[Path], fraction: float, seed: int = 0) -> list[Path]:
+    """``max(1, round(fraction * n))`` of ``files``, picked by a permutation drawn from ``seed``.
+
+    The picked files keep their given order.
+
+    Raises:
+        ValueError: ``fraction`` outside ``(0, 1]``.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"data config: label_fraction must be in (0, 1], got {fraction}")
+    n = max(1, round(fraction * len(files)))
+    keep = set(np.random.default_rng(seed).permutation(len(files))[:n].tolist())
+    return [f for i, f in enumerate(files) if i in keep]
+
+
 def build_dataset(cfg_data: dict[str, Any], split: str, seed: int) -> BagWindowDataset:
     """Dataset of ``split`` from a data config.
 
     ``cfg_data`` keys: ``kind: bags``; ``paths: {train: [...], val: [...]}`` (paths or globs);
     ``input``: :class:`~facealign_ros.face.preprocess.InputSpec` fields; ``augment``:
     :class:`AugmentConfig` fields (applied to the ``train`` split only); ``hf_per_frame``:
-    high-rate samples per frame interval (train split; 0 for evaluation).
+    high-rate samples per frame interval (train split; 0 for evaluation); ``label_fraction``
+    (train split, default 1): use the labels of only this fraction of the recordings (at least
+    one), chosen by a fixed seeded permutation (``label_seed``, default 0) independent of the run's
+    seed, so runs compared at the same fraction train on the same labels.
     """
-    known = {"kind", "paths", "input", "augment", "hf_per_frame", "eval_hf_per_frame"}
+    known = {"kind", "paths", "input", "augment", "hf_per_frame", "eval_hf_per_frame",
+             "label_fraction", "label_seed"}  # fmt: skip
     if unknown := sorted(set(cfg_data) - known):
         raise ValueError(f"data config: unknown keys {unknown}")
     if cfg_data.get("kind", "bags") != "bags":
@@ -56,5 +78,10 @@ def build_dataset(cfg_data: dict[str, Any], split: str, seed: int) -> BagWindowD
     train = split == "train"
     augment = AugmentConfig.from_dict(cfg_data.get("augment", {})) if train else None
     hf = int(cfg_data.get("hf_per_frame" if train else "eval_hf_per_frame", 0))
-    bags = [load_bag_arrays(p) for p in expand_paths(paths)]
+    files = expand_paths(paths)
+    if train:
+        files = labelled_subset(
+            files, float(cfg_data.get("label_fraction", 1.0)), int(cfg_data.get("label_seed", 0))
+        )
+    bags = [load_bag_arrays(p) for p in files]
     return BagWindowDataset(bags, spec, augment, seed=seed, hf_per_frame=hf)

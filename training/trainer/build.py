@@ -15,6 +15,7 @@ coordinates, ``visible`` (N,), ``pose_deg`` (3,) (NaN = unknown), ``light`` 0/1/
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -150,6 +151,43 @@ def load_event_encoder(model: CMFA, path: str | Path) -> int:
         )
     model.event_backbone.load_state_dict({k: picked[k] for k in expected}, strict=True)
     return len(expected)
+
+
+ENCODER_INPUT_KEYS = ("size", "representations", "voxel_bins", "window_ms", "tau_fraction",
+                      "count_scale")  # fmt: skip
+
+
+def check_encoder_input(path: str | Path, preprocessing: Mapping[str, Any]) -> None:
+    """Refuse an SSMER encoder pretrained on other inputs than this run's.
+
+    Files without SSMER metadata (``format: facealign_ros.ssmer``) are not checked: only their
+    tensor names and shapes are (:func:`load_event_encoder`).
+
+    Args:
+        path: the encoder file.
+        preprocessing: this run's ``InputSpec.to_dict()``.
+
+    Raises:
+        ValueError: the encoder saw a different channel layout, crop size or window.
+    """
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+    except Exception as exc:
+        raise ValueError(f"event encoder {path}: cannot read safetensors ({exc})") from exc
+    if header.get("format") != "facealign_ros.ssmer":
+        return
+    theirs = json.loads(header.get("meta", "{}")).get("preprocessing", {})
+    diff = [
+        f"{k}: encoder {theirs.get(k)!r} vs run {preprocessing.get(k)!r}"
+        for k in ENCODER_INPUT_KEYS
+        if k in theirs and k in preprocessing and theirs[k] != preprocessing[k]
+    ]
+    if diff:
+        raise ValueError(
+            f"event encoder {path} was pretrained on other inputs: {'; '.join(diff)} "
+            "(set data.options.input like the SSMER config's data.input)"
+        )
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

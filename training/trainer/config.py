@@ -312,8 +312,10 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from exc
 
 
-def config_from_dict(raw: Mapping[str, Any] | None) -> TrainConfig:
-    """Build a :class:`TrainConfig` from nested mappings, rejecting unknown keys.
+def config_from_dict(raw: Mapping[str, Any] | None, cls: type = TrainConfig) -> Any:
+    """Build a :class:`TrainConfig` (or ``cls``, made of sections) from nested mappings.
+
+    Unknown keys are rejected.
 
     Raises:
         ConfigError: Unknown key, wrong type or invalid value (the message names the key).
@@ -322,7 +324,7 @@ def config_from_dict(raw: Mapping[str, Any] | None) -> TrainConfig:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"a training config must be a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(TrainConfig)
+    hints = typing.get_type_hints(cls)
     sections: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in hints:
@@ -330,7 +332,7 @@ def config_from_dict(raw: Mapping[str, Any] | None) -> TrainConfig:
             hint = f" (did you mean {near[0]}?)" if near else ""
             raise ConfigError(f"unknown config section {key!r}{hint}; known: {', '.join(hints)}")
         sections[key] = _coerce(value, hints[key], f"{key}.")
-    return TrainConfig(**sections)
+    return cls(**sections)
 
 
 def parse_value(text: str) -> Any:
@@ -374,8 +376,10 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
     return out
 
 
-def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config (None = all defaults) and apply overrides.
+def load_config(
+    path: str | Path | None, overrides: Sequence[str] = (), cls: type = TrainConfig
+) -> Any:
+    """Read a YAML config (None = all defaults) and apply overrides; builds ``cls``.
 
     Raises:
         ConfigError: Unreadable file, invalid YAML, unknown keys, bad values or overrides.
@@ -390,9 +394,9 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
             raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"config {path} must hold a mapping at the top level")
-    return config_from_dict(apply_overrides(raw, overrides))
+    return config_from_dict(apply_overrides(raw, overrides), cls)
 
 
-def dump_config(cfg: TrainConfig) -> str:
+def dump_config(cfg: Any) -> str:
     """YAML text of ``cfg`` (round-trips through :func:`load_config`)."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

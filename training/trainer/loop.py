@@ -122,6 +122,9 @@ class Trainer:
         mean = None if resume else build.dataset_mean_shape(train_ds, cfg.model.mean_shape_samples)
         model = build.build_model(net, mean, seed)
         if resume is None and cfg.model.init_event_encoder:
+            build.check_encoder_input(
+                cfg.model.init_event_encoder, build.dataset_metadata(train_ds)[1]
+            )
             n = build.load_event_encoder(model, cfg.model.init_event_encoder)
             LOG.info("event backbone: %d tensors from %s", n, cfg.model.init_event_encoder)
         model.to(device)

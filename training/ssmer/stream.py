@@ -1,0 +1,160 @@
+"""The SSMER sample stream: windows of many bags, interleaved and shuffled, sharded, resumable.
+
+Each data-loader worker of each process is one *shard* ``k`` of ``K = world_size x workers``.
+A shard's stream is endless and depends only on ``(seed, k)``: epoch ``e`` visits its bags in an
+order drawn from ``(seed, k, e)`` — with at least ``K`` sources, shard ``k`` takes every K-th
+source of the epoch's permutation; with fewer, every shard reads all of them and keeps every
+K-th window — reads ``interleave`` bags at once (windows picked at random among them) and
+passes windows through a shuffle buffer. Views are computed only for windows that are handed
+out, from a generator seeded by ``(seed, k, position)``.
+
+Exact resume: ``torch.utils.data.DataLoader`` takes batches from its workers in turn, so after
+``step`` batches worker ``w`` has produced ``ceil((step - w) / workers)`` of them; a resumed
+stream skips that many batches' windows (decoding, no views) and continues identically.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from facealign_ros.bag import BagError
+from facealign_ros.face.preprocess import InputSpec
+from training.ssmer.sources import Source, Window, stream_windows
+from training.ssmer.views import ViewAugment, make_views
+
+LOG = logging.getLogger(__name__)
+
+
+class WindowStream(IterableDataset):
+    """Endless stream of ``(V, C, S, S)`` float32 view stacks (one per window).
+
+    Args:
+        sources: event sources (from :func:`~training.ssmer.sources.find_sources`).
+        spec: CMFA input specification (crop size, window, representations).
+        views: view names (representations or ``all``).
+        augment: view augmentation.
+        seed: base seed.
+        batch_size: per-process batch size (the unit of ``start_step``).
+        rank: this process's rank.
+        world_size: number of processes.
+        num_workers: data-loader workers per process (0: the main process reads).
+        start_step: batches already consumed (resume).
+        stride_ms: spacing of window ends within a recording, ms.
+        interleave: recordings read at once per shard.
+        shuffle_buffer: windows held for shuffling per shard.
+    """
+
+    def __init__(
+        self,
+        sources: list[Source],
+        spec: InputSpec,
+        views: tuple[str, ...],
+        augment: ViewAugment,
+        *,
+        seed: int,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        start_step: int = 0,
+        stride_ms: float = 20.0,
+        interleave: int = 4,
+        shuffle_buffer: int = 64,
+    ) -> None:
+        super().__init__()
+        if not sources:
+            raise ValueError("WindowStream needs at least one source")
+        self.sources = list(sources)
+        self.spec, self.views, self.augment = spec, tuple(views), augment
+        self.seed, self.batch_size = int(seed), int(batch_size)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.num_workers, self.start_step = int(num_workers), int(start_step)
+        self.stride_ns = int(round(stride_ms * 1e6))
+        self.interleave, self.shuffle_buffer = max(1, interleave), max(1, shuffle_buffer)
+        self.bad: list[str] = []
+
+    def _shard(self) -> tuple[int, int, int]:
+        """``(shard, n_shards, worker)`` of the calling process/worker."""
+        info = get_worker_info()
+        workers = max(1, self.num_workers)
+        worker = info.id if info is not None else 0
+        return self.rank * workers + worker, self.world_size * workers, worker
+
+    def skip_windows(self, worker: int) -> int:
+        """Windows this worker already produced before ``start_step`` batches."""
+        workers = max(1, self.num_workers)
+        batches = max(0, -(-(self.start_step - worker) // workers))
+        return batches * self.batch_size
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        shard, n_shards, worker = self._shard()
+        skip = self.skip_windows(worker)
+        for position, win in enumerate(self._shuffled(shard, n_shards)):
+            if position < skip:
+                continue
+            rng = np.random.default_rng([self.seed, shard, position, 0x55])
+            yield torch.from_numpy(make_views(win, self.spec, self.views, self.augment, rng))
+
+    def _shuffled(self, shard: int, n_shards: int) -> Iterator[Window]:
+        """The shard's windows through a shuffle buffer (endless)."""
+        rng = np.random.default_rng([self.seed, shard, 0xB0F])
+        buf: list[Window] = []
+        for win in self._interleaved(shard, n_shards):
+            if len(buf) < self.shuffle_buffer:
+                buf.append(win)
+                continue
+            i = int(rng.integers(len(buf)))
+            yield buf[i]
+            buf[i] = win
+
+    def _epoch_plan(self, shard: int, n_shards: int, epoch: int) -> tuple[list[Source], int]:
+        """Sources of this shard in ``epoch`` and the window modulus (1 or ``n_shards``)."""
+        order = np.random.default_rng([self.seed, epoch, 0xE9]).permutation(len(self.sources))
+        if len(self.sources) >= n_shards:
+            return [self.sources[i] for i in order[shard::n_shards]], 1
+        return [self.sources[i] for i in order], n_shards
+
+    def _interleaved(self, shard: int, n_shards: int) -> Iterator[Window]:
+        """Endless windows of the shard's sources, ``interleave`` recordings at a time."""
+        epoch = 0
+        while True:
+            todo, modulus = self._epoch_plan(shard, n_shards, epoch)
+            rng = np.random.default_rng([self.seed, shard, epoch, 0x1E])
+            produced = 0
+            active: list[Iterator[Window]] = []
+            while todo or active:
+                while todo and len(active) < self.interleave:
+                    src = todo.pop(0)
+                    phase = int(rng.integers(self.stride_ns))
+                    active.append(self._guarded(src, phase, modulus, shard % modulus))
+                k = int(rng.integers(len(active)))
+                win = next(active[k], None)
+                if win is None:
+                    active.pop(k)
+                    continue
+                produced += 1
+                yield win
+            if produced == 0:
+                raise RuntimeError(
+                    f"SSMER shard {shard}: no window in a whole epoch (sources too short or too "
+                    "sparse for the window length / min_events)"
+                )
+            epoch += 1
+
+    def _guarded(self, src: Source, phase: int, modulus: int, residue: int) -> Iterator[Window]:
+        """Windows of one source (every ``modulus``-th); a corrupt bag ends its stream, logged."""
+        try:
+            wins = stream_windows(src, self.spec.window_ns, self.stride_ns, phase)
+            for i, win in enumerate(wins):
+                if i % modulus == residue:
+                    yield win
+        except BagError as exc:
+            key = f"{src.path}:{src.topic}"
+            if key not in self.bad:
+                self.bad.append(key)
+                LOG.warning("SSMER: %s (rest of this recording skipped)", exc)
