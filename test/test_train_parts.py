@@ -149,3 +149,21 @@ def test_event_encoder_loading(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"not a file")
     with pytest.raises(ValueError, match="cannot read"):
         build.load_event_encoder(dst, tmp_path / "junk.safetensors")
+
+
+def test_init_from_checkpoint_loads_all_weights_or_names_the_difference() -> None:
+    from facealign_ros.model.checkpoint import load_checkpoint, read_metadata
+    from facealign_ros.pipeline.config import default_model_path
+
+    meta = read_metadata(default_model_path())
+    pre = dict(meta.preprocessing)
+    model = build.build_model(meta.config, None, seed=3)
+    assert build.load_init_checkpoint(model, "shipped", pre) == len(model.state_dict())
+    shipped, _ = load_checkpoint(default_model_path())
+    for k, v in shipped.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    other = build.build_model(meta.config.replace(num_points=68), None, seed=3)
+    with pytest.raises(ValueError, match="num_points: 70 vs run 68"):
+        build.load_init_checkpoint(other, "shipped", pre)
+    with pytest.raises(ValueError, match="other inputs"):
+        build.load_init_checkpoint(model, "shipped", {**pre, "window_ms": 10.0})

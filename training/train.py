@@ -57,6 +57,11 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         help="safetensors event-backbone weights (SSMER) for a fresh run",
     )
+    p.add_argument(
+        "--init-from",
+        metavar="CKPT|shipped",
+        help="CMFA checkpoint whose weights start a fresh run (fine-tune; 'shipped' = ours)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -83,6 +88,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         ("resume", "run.resume"),
         ("out_dir", "run.out_dir"),
         ("init_event_encoder", "model.init_event_encoder"),
+        ("init_from", "model.init_from"),
     ):
         value = getattr(args, flag, None)
         if value is not None:

@@ -190,6 +190,48 @@ def check_encoder_input(path: str | Path, preprocessing: Mapping[str, Any]) -> N
         )
 
 
+def load_init_checkpoint(model: CMFA, path: str | Path, preprocessing: Mapping[str, Any]) -> int:
+    """Start a fresh run from a CMFA checkpoint's weights (fine-tuning), e.g. the shipped ones.
+
+    ``path`` may be ``shipped`` for the package's lite weights. The checkpoint's network config
+    and input preprocessing must equal this run's (same preset, points, crop, channels).
+
+    Returns:
+        Number of tensors loaded.
+
+    Raises:
+        ValueError: unreadable checkpoint, or a different network or preprocessing.
+    """
+    from safetensors.torch import load_file
+
+    from facealign_ros.model.checkpoint import CheckpointError, read_metadata
+
+    if str(path) == "shipped":
+        from facealign_ros.pipeline.config import default_model_path
+
+        path = default_model_path()
+    try:
+        meta = read_metadata(path)
+    except CheckpointError as exc:
+        raise ValueError(f"init checkpoint: {exc}") from exc
+    if meta.config != model.config:
+        mine, theirs = model.config.to_dict(), meta.config.to_dict()
+        diff = [
+            f"{k}: {theirs.get(k)!r} vs run {v!r}" for k, v in mine.items() if theirs.get(k) != v
+        ]
+        raise ValueError(f"init checkpoint {path} has another network: {'; '.join(diff)}")
+    pre = dict(meta.preprocessing)
+    diff = [k for k in ENCODER_INPUT_KEYS if k in pre and pre[k] != preprocessing.get(k)]
+    if diff:
+        raise ValueError(
+            f"init checkpoint {path} was trained on other inputs ({', '.join(diff)} differ); "
+            "set data.options.input like its preprocessing"
+        )
+    state = load_file(str(path))
+    model.load_state_dict(state, strict=True)
+    return len(state)
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two AdamW groups: decay for weight matrices/kernels, none for biases, norms, embeddings."""
     decay, no_decay = [], []

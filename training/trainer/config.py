@@ -36,6 +36,8 @@ class ModelSection:
             ``event_channels`` are taken from the data when not given here.
         landmark_scheme: Scheme name; empty = the dataset's, else by point count.
         init_event_encoder: safetensors file of event-backbone weights (SSMER) for a fresh run.
+        init_from: CMFA checkpoint (or ``shipped``) whose weights start a fresh run (fine-tuning);
+            ``init_event_encoder``, if also given, then replaces the event backbone.
         mean_shape_samples: Training samples averaged into the start shape (when the dataset
             has no ``mean_shape()``).
     """
@@ -44,6 +46,7 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict)
     landmark_scheme: str = ""
     init_event_encoder: str = ""
+    init_from: str = ""
     mean_shape_samples: int = 256
 
     def __post_init__(self) -> None:

@@ -121,6 +121,11 @@ class Trainer:
         resume = self._resume_path()
         mean = None if resume else build.dataset_mean_shape(train_ds, cfg.model.mean_shape_samples)
         model = build.build_model(net, mean, seed)
+        if resume is None and cfg.model.init_from:
+            n = build.load_init_checkpoint(
+                model, cfg.model.init_from, build.dataset_metadata(train_ds)[1]
+            )
+            LOG.info("initialised %d tensors from %s", n, cfg.model.init_from)
         if resume is None and cfg.model.init_event_encoder:
             build.check_encoder_input(
                 cfg.model.init_event_encoder, build.dataset_metadata(train_ds)[1]

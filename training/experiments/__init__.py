@@ -1,0 +1,1 @@
+"""Experiments whose results are tables in docs/ (each a script with its exact command)."""
