@@ -3,9 +3,11 @@
 :func:`load_bag_arrays` reads a rosbag2 written by the synthetic engine (or a user recording
 labelled by ``facealign label``): it decodes the event packets exactly as the runtime does
 (:class:`~facealign_ros.events.Decoder` + :class:`~facealign_ros.events.clock.SensorClock`),
-converts event times to ROS time, and collects images and ground truth. The result is cached as
-``.npy`` files keyed by the bag's path, size and modification time, and memory-mapped on later
-loads, so datasets of many bags start fast and share pages between data-loader workers.
+converts event times to ROS time, and collects images and ground truth. Ground-truth rows whose
+confidences are all 0 (frames ``facealign label`` marked as unreliable) are skipped. The result
+is cached as ``.npy`` files keyed by the bag's path, size and modification time, and
+memory-mapped on later loads, so datasets of many bags start fast and share pages between
+data-loader workers.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _TOPICS = (
 )
 LIGHTS = ("normal", "low", "dark")
 MOTIONS = ("slow", "fast")
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 @dataclass
@@ -171,6 +173,8 @@ def _decode(path: Path) -> BagArrays:
                 K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
             elif topic in (topics.GT_LANDMARKS, topics.GT_LANDMARKS_HF):
                 xy, c = landmarks_from_msg(msg)
+                if not np.any(c > 0):  # marked by `facealign label` (or no point visible)
+                    continue
                 dst = gt if topic == topics.GT_LANDMARKS else hf
                 dst[0].append(stamp_ns(msg))
                 dst[1].append(xy)
