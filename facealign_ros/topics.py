@@ -12,3 +12,6 @@ GT_LANDMARKS = "/facealign/gt/landmarks"
 GT_HEAD_POSE = "/facealign/gt/head_pose"
 GT_LANDMARKS_HF = "/facealign/gt/landmarks_hf"
 SYNTH_METADATA = "/facealign/synth/metadata"
+
+LABEL_QUALITY = "/facealign/label/quality"
+LABEL_METADATA = "/facealign/label/metadata"

@@ -91,3 +91,43 @@ def test_build_dataset_config_errors(synth_bag: Path, tmp_path: Path) -> None:
         build_dataset({"paths": {}}, "train", 0)
     with pytest.raises(FileNotFoundError, match="no bag"):
         build_dataset({"paths": {"val": [str(tmp_path / "nope*")]}}, "val", 0)
+
+
+def _renamed_copy(src: Path, dst: Path, rename: dict[str, str]) -> Path:
+    """``src`` with some topics renamed (messages unchanged)."""
+    from facealign_ros.bag import BagReader, BagWriter
+
+    with BagReader(src) as bag, BagWriter(dst) as out:
+        for topic, summary in bag.topics.items():
+            out.add_topic(rename.get(topic, topic), summary.msgtype)
+        for topic, stamp, msg in bag.messages():
+            out.write(rename.get(topic, topic), stamp, msg)
+    return dst
+
+
+def test_bag_arrays_find_input_topics_by_type(synth_bag: Path, tmp_path: Path) -> None:
+    from facealign_ros import topics
+
+    rename = {
+        topics.EVENTS: "/dvs/events",
+        topics.IMAGE: "/front/image",
+        topics.CAMERA_INFO: "/front/info",
+    }
+    moved = load_bag_arrays(_renamed_copy(synth_bag, tmp_path / "renamed", rename), cache=False)
+    ref = load_bag_arrays(synth_bag, cache=False)
+    for k in ("events", "frames", "frame_stamps", "gt_points", "K"):
+        assert np.array_equal(getattr(moved, k), getattr(ref, k)), k
+    # a second event topic without the default name is ambiguous: a clear error
+    from facealign_ros.bag import BagReader, BagWriter
+
+    dup = tmp_path / "dup"
+    with BagReader(tmp_path / "renamed") as bag, BagWriter(dup) as out:
+        for topic, summary in bag.topics.items():
+            out.add_topic(topic, summary.msgtype)
+        out.add_topic("/dvs2/events", "event_camera_msgs/msg/EventPacket")
+        for topic, stamp, msg in bag.messages():
+            out.write(topic, stamp, msg)
+            if topic == "/dvs/events":
+                out.write("/dvs2/events", stamp, msg)
+    with pytest.raises(ValueError, match="several event_camera_msgs/msg/EventPacket topics"):
+        load_bag_arrays(dup, cache=False)

@@ -144,18 +144,61 @@ def load_bag_arrays(path: str | Path, cache: bool = True) -> BagArrays:
     return arrays
 
 
+_INPUTS = (topics.EVENTS, topics.IMAGE, topics.CAMERA_INFO)
+_INPUT_TYPES = (
+    "event_camera_msgs/msg/EventPacket",
+    "sensor_msgs/msg/Image",
+    "sensor_msgs/msg/CameraInfo",
+)
+
+
+def input_topics(bag: BagReader, path: Path) -> tuple[str, str, str]:
+    """``(events, image, camera_info)`` topics of a bag ("" = none for image / camera info).
+
+    The default names (:mod:`facealign_ros.topics`) when present; else the one topic of the
+    type, or for images the topic ``facealign label`` labelled (its metadata record).
+
+    Raises:
+        ValueError: no event topic, or several candidates and nothing to choose between them.
+    """
+    available = bag.topics
+    labelled = ""
+    if topics.LABEL_METADATA in available:
+        for _, _, msg in bag.messages(topics.LABEL_METADATA):
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                labelled = str(json.loads(msg.data)["options"]["image_topic"])
+    out = []
+    for default, msgtype in zip(_INPUTS, _INPUT_TYPES, strict=True):
+        if default in available:
+            out.append(default)
+            continue
+        cands = sorted(t for t, s in available.items() if s.msgtype == msgtype)
+        if default == topics.IMAGE and labelled in cands:
+            cands = [labelled]
+        if len(cands) == 1:
+            out.append(cands[0])
+        elif not cands and default != topics.EVENTS:
+            out.append("")
+        else:
+            what = f"several {msgtype} topics {cands}" if cands else f"no {msgtype} topic"
+            raise ValueError(f"bag {str(path)!r}: {what} and none is named {default}")
+    return out[0], out[1], out[2]
+
+
 def _decode(path: Path) -> BagArrays:
     events, frames, frame_stamps = [], [], []
     gt, pose, hf = ([], [], []), ([], [], []), ([], [], [])
     K, light, motion, dec, clock, size = None, -1, -1, None, SensorClock(), (0, 0)
     with BagReader(path) as bag:
         available = bag.topics
-        if topics.EVENTS not in available:
-            raise ValueError(f"bag {str(path)!r} has no {topics.EVENTS} topic")
         if topics.GT_LANDMARKS not in available:
             raise ValueError(f"bag {str(path)!r} has no ground truth on {topics.GT_LANDMARKS}")
-        wanted = [t for t in _TOPICS if t in available]
+        ev_topic, im_topic, info_topic = input_topics(bag, path)
+        rename = {ev_topic: topics.EVENTS, im_topic: topics.IMAGE, info_topic: topics.CAMERA_INFO}
+        rename.pop("", None)
+        wanted = [t for t in _TOPICS if t in available and t not in _INPUTS] + list(rename)
         for topic, _, msg in bag.messages(wanted):
+            topic = rename.get(topic, topic)
             if topic == topics.EVENTS:
                 if dec is None:
                     size = (int(msg.width), int(msg.height))

@@ -54,8 +54,8 @@ from facealign_ros.messages import (
 from training.label.bagcopy import CopyBagWriter, RawBagReader, storage_of
 from training.label.scoring import FrameLabel, Teacher, label_frame, no_face
 
-LABEL_QUALITY = "/facealign/label/quality"
-LABEL_METADATA = "/facealign/label/metadata"
+LABEL_QUALITY = topics.LABEL_QUALITY
+LABEL_METADATA = topics.LABEL_METADATA
 OUTPUT_TOPICS: dict[str, str] = {
     topics.GT_LANDMARKS: FACIAL_LANDMARKS,
     topics.GT_HEAD_POSE: "geometry_msgs/msg/PoseStamped",
