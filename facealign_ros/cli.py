@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 
@@ -109,9 +110,27 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``KEY=VALUE`` overrides of ``train``/``pretrain`` may follow options.
+
+    argparse takes a positional list only once, so overrides after an option
+    (``--init-from X a.b=1``) would be "unrecognized"; they are appended to ``overrides``.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command in ("train", "pretrain") and all(_OVERRIDE.match(x) for x in extra):
+            args.overrides = [*(args.overrides or []), *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``facealign`` with ``argv`` (defaults to ``sys.argv[1:]``); returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     if args.command == "bench":
         return _bench(args)
     if args.command == "train":

@@ -67,3 +67,19 @@ def test_command_line_records_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert command_line(argv).startswith("torchrun --nproc_per_node=2 facealign train")
     assert command_line(py) == "torchrun --nproc_per_node=2 -m training.train --config c.yaml"
+
+
+def test_overrides_may_follow_options() -> None:
+    from facealign_ros.cli import build_parser, parse_args
+
+    argv = ["train", "--config", "x.yaml", "a.b=1", "--init-from", "shipped", "c.d=2"]
+    args = parse_args(build_parser(), argv)
+    assert args.overrides == ["a.b=1", "c.d=2"] and args.init_from == "shipped"
+    args = parse_args(build_parser(), ["pretrain", "--bags", "b1", "--config", "y", "e.f=3"])
+    assert args.overrides == ["e.f=3"] and args.bags == ["b1"]
+    with pytest.raises(SystemExit):
+        parse_args(build_parser(), ["train", "--config", "x", "a.b=1", "--device", "cpu", "junk"])
+    with pytest.raises(SystemExit):
+        parse_args(
+            build_parser(), ["eval", "--model", "m", "--limit", "2", "a.b=1", "--json", "c.d=1"]
+        )

@@ -90,6 +90,13 @@ def add_label_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "else the venv made by --install-teacher)",
     )
     p.add_argument(
+        "--teacher-worker",
+        default=None,
+        metavar="SCRIPT",
+        help="another teacher: a script speaking the worker protocol of "
+        "training/label/worker.py (run by the teacher python)",
+    )
+    p.add_argument(
         "--install-teacher",
         action="store_true",
         help="create the teacher venv (python -m venv + pip install "
@@ -124,6 +131,7 @@ def run_label(args: argparse.Namespace) -> int:
     from training.label.bagcopy import RawBagReader
     from training.label.labeler import LabelError, LabelOptions, check_input, label_bag
     from training.label.teacher import (
+        WORKER,
         TeacherError,
         TeacherMissingError,
         TeacherProcess,
@@ -145,7 +153,8 @@ def run_label(args: argparse.Namespace) -> int:
         python = resolve_python(args.teacher_python)
         with RawBagReader(args.in_bag) as bag:  # cheap checks before the teacher starts
             check_input(bag, options)
-        with TeacherProcess(python) as teacher:
+        worker = args.teacher_worker or WORKER
+        with TeacherProcess(python, worker) as teacher:
             stats = label_bag(args.in_bag, args.out, teacher, options, teacher.info,
                               progress=None if args.json else _progress)  # fmt: skip
     except TeacherMissingError as err:
