@@ -16,6 +16,7 @@ from facealign_ros.events import (
     make_events,
 )
 from facealign_ros.events import evt3 as E  # noqa: N812
+from facealign_ros.events.types import TRIGGER_DTYPE, concat_events, concat_structured
 
 W, H = 640, 480
 
@@ -364,3 +365,80 @@ def test_truncated_evt3_stream_decodes_a_prefix(ev: np.ndarray, cut: int, junk: 
     assert part.size <= full.size + 12
     prefix = part[: max(0, part.size - 12)]
     assert np.array_equal(prefix, full[: prefix.size])
+
+
+# ----------------------------------------------------------------------------- evt3 decoding loops
+
+
+def decode_with(loop: str, payload: bytes, n_parts: int = 1, size: tuple = (W, H)) -> tuple:
+    """Decode in ``n_parts`` packets with the burst or word loop forced (or ``auto``)."""
+    dec = Decoder("evt3", *size)
+    if loop != "auto":
+        E.force_loop(dec._ctx, loop == "bursts")
+    cuts = np.linspace(0, len(payload) // 2, n_parts + 1).astype(int) * 2
+    ev, trig = [], []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        ev.append(dec.decode(payload[a:b]))
+        trig.append(dec.last_triggers)
+    return concat_events(ev), concat_structured(trig, TRIGGER_DTYPE), dec.stats
+
+
+def random_words(seed: int, n: int, rare: bool) -> bytes:
+    """Random EVT 3.0 words, mostly of the codes that bursts are made of."""
+    rng = np.random.default_rng(seed)
+    codes = [E.ADDR_Y, E.ADDR_X, E.VECT_BASE_X, E.VECT_12, E.VECT_8, E.TIME_LOW]
+    codes += [E.TIME_HIGH, E.EXT_TRIGGER, 1, 7, 9, 11, 12, 13, 14, 15] if rare else []
+    ws = (rng.choice(codes, n) << 12) | rng.integers(0, 4096, n)
+    return words(w(E.TIME_HIGH, 0), *ws.tolist())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 800),
+    st.booleans(),
+    st.integers(1, 5),
+    st.sampled_from([(W, H), (100, 60), (2048, 2048)]),
+)
+def test_evt3_burst_and_word_loops_agree(
+    seed: int, n: int, rare: bool, n_parts: int, size: tuple
+) -> None:
+    payload = random_words(seed, n, rare)
+    ev, trig, stats = decode_with("words", payload, 1, size)
+    ev2, trig2, stats2 = decode_with("bursts", payload, n_parts, size)
+    assert np.array_equal(ev2, ev) and np.array_equal(trig2, trig)
+    assert stats2.dropped_out_of_range == stats.dropped_out_of_range
+    assert (stats2.unknown_codes, stats2.time_wraps) == (stats.unknown_codes, stats.time_wraps)
+
+
+@settings(max_examples=30, deadline=None)
+@given(event_arrays(max_t_us=2 * (1 << 24)), st.integers(1, 7))
+def test_evt3_burst_loop_decodes_encoder_output(ev: np.ndarray, n_parts: int) -> None:
+    payload = encode(ev, "evt3", W, H)
+    whole = Decoder("evt3", W, H).decode(payload)
+    assert np.array_equal(decode_with("bursts", payload, n_parts)[0], whole)
+
+
+def test_evt3_loop_choice_follows_the_stream() -> None:
+    rng = np.random.default_rng(0)
+    single = [w(E.ADDR_Y, 5), w(E.ADDR_X, 7)]
+    vector = [w(E.TIME_LOW, 1), w(E.ADDR_Y, 5), w(E.VECT_BASE_X, 20), w(E.VECT_8, 0b101)]
+    mixed = [x for c in rng.random(3000) < 0.4 for x in (single if c else vector)]
+    runs = [x for c in rng.random(3000) < 0.4 for x in (single if c else vector + vector[-1:])]
+    for body, bursts in ((mixed, 1), (single * 3000, 0), (vector * 3000, 0), (runs, 0)):
+        payload = words(w(E.TIME_HIGH, 0), *body, *mixed)  # ends in a mixed segment
+        dec = Decoder("evt3", W, H)
+        dec.decode(payload[: 2 * 4100])
+        assert dec._ctx[E.L_BURSTS] == bursts
+        ev, _, stats = decode_with("auto", payload, 9)
+        assert np.array_equal(ev, decode_with("words", payload)[0])
+        assert stats.events == sum(
+            1 if x >> 12 == E.ADDR_X else 2 if x >> 12 == E.VECT_8 else 0 for x in body + mixed
+        )
+
+
+def test_evt3_burst_loop_resumes_when_out_is_full() -> None:
+    payload = words(w(E.TIME_HIGH, 0), w(E.VECT_BASE_X, 0), *[w(E.VECT_12, 0xFFF)] * 150)
+    for loop in ("bursts", "words"):
+        ev, _, stats = decode_with(loop, payload, size=(2048, 4))
+        assert np.array_equal(ev["x"], np.arange(1800)) and stats.dropped_out_of_range == 0

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from facealign_ros.events import evt3, libcaer_cmp, mono
+from facealign_ros.events import evt3, evt3_encode, libcaer_cmp, mono
 from facealign_ros.events.types import (
     EVENT_DTYPE,
     TRIGGER_DTYPE,
@@ -28,12 +28,13 @@ _NO_EVENTS = np.empty(0, dtype=EVENT_DTYPE)
 _NO_EVENTS.flags.writeable = False
 _NO_TRIGGERS = np.empty(0, dtype=TRIGGER_DTYPE)
 _NO_TRIGGERS.flags.writeable = False
+_U8, _U16, _U64 = np.dtype(np.uint8), np.dtype("<u2"), np.dtype("<u8")
 
 
 def _as_bytes_array(payload: Any, encoding: str) -> np.ndarray:
     """View ``payload`` as a 1-D uint8 array without copying where possible."""
     if isinstance(payload, np.ndarray):
-        if payload.dtype == np.uint8 and payload.ndim == 1 and payload.flags.c_contiguous:
+        if payload.dtype is _U8 and payload.ndim == 1 and payload.flags.c_contiguous:
             return payload
         if payload.dtype != np.uint8:
             raise DecodeError(
@@ -109,19 +110,28 @@ class Decoder:
             raise DecodeError(f"{self.encoding}: big-endian payloads are not supported")
         raw = _as_bytes_array(payload, self.encoding)
         wb = _WORD_BYTES[self.encoding]
-        n_words = raw.size // wb
+        size = raw.size
+        n_words = size // wb
         self._packets += 1
         self._words += n_words
-        if raw.size != n_words * wb:
-            self._truncated += raw.size - n_words * wb
+        if size != n_words * wb:
+            self._truncated += size - n_words * wb
             raw = raw[: n_words * wb]
-        triggers = _NO_TRIGGERS
-        tb = int(time_base)
         if self.encoding == "evt3":
-            events, triggers = evt3.decode_evt3(raw.view("<u2"), self._ctx)
-        elif self.encoding == "libcaer_cmp":
+            events, triggers = evt3.decode_evt3(raw.view(_U16), self._ctx)
+        else:
+            events, triggers = self._decode_other(raw, int(time_base))
+        self._events += events.shape[0]
+        self._triggers += triggers.shape[0]
+        self.last_triggers = triggers
+        return events
+
+    def _decode_other(self, raw: np.ndarray, tb: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decode a whole-word payload of the encodings other than ``evt3``."""
+        triggers = _NO_TRIGGERS
+        if self.encoding == "libcaer_cmp":
             events = libcaer_cmp.decode_libcaer_cmp(
-                raw.view("<u2"),
+                raw.view(_U16),
                 tb,
                 self.width,
                 self.height,
@@ -130,21 +140,18 @@ class Decoder:
                 self._unknown,
             )
         elif self.encoding == "mono":
-            events, dropped = mono.decode_mono(raw.view("<u8"), tb, self.width, self.height)
+            events, dropped = mono.decode_mono(raw.view(_U64), tb, self.width, self.height)
             self._counters[_DROPPED] += dropped
         elif self.encoding == "trigger":
             events = _NO_EVENTS
-            triggers = mono.decode_trigger(raw.view("<u8"), tb)
+            triggers = mono.decode_trigger(raw.view(_U64), tb)
         else:  # libcaer
             events, dropped, rolls = mono.decode_libcaer(
                 raw.view(mono.LIBCAER_RECORD), tb, self.width, self.height
             )
             self._counters[_DROPPED] += dropped
             self._counters[_WRAPS] += rolls
-        self._events += events.shape[0]
-        self._triggers += triggers.shape[0]
-        self.last_triggers = triggers
-        return events
+        return events, triggers
 
     @property
     def stats(self) -> DecodeStats:
@@ -200,7 +207,7 @@ def encode(events: np.ndarray, encoding: str, width: int, height: int, time_base
         ValueError: for events the encoding cannot represent.
     """
     if encoding == "evt3":
-        return evt3.encode_evt3(events, width, height)
+        return evt3_encode.encode_evt3(events, width, height)
     if encoding == "mono":
         return mono.encode_mono(events, time_base, width, height)
     raise DecodeError(
