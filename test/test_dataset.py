@@ -131,3 +131,24 @@ def test_bag_arrays_find_input_topics_by_type(synth_bag: Path, tmp_path: Path) -
                 out.write("/dvs2/events", stamp, msg)
     with pytest.raises(ValueError, match="several event_camera_msgs/msg/EventPacket topics"):
         load_bag_arrays(dup, cache=False)
+
+
+def test_negative_crops_are_away_from_the_face(synth_bag: Path) -> None:
+    from facealign_ros.face.crop import box_from_landmarks, invert_affine, transform_points
+
+    bag = load_bag_arrays(synth_bag)
+    aug = AugmentConfig(negative_prob=1.0)
+    ds = BagWindowDataset([bag], InputSpec(size=32), aug, seed=5)
+    ds_pos = BagWindowDataset([bag], InputSpec(size=32), AugmentConfig(), seed=5)
+    assert all(ds_pos[i]["face_present"] for i in range(6))
+    for i in range(6):
+        s = ds[i]
+        assert s["face_present"] is False
+        corners = transform_points(np.array([[0.0, 0], [31, 31]]), invert_affine(s["A"]))
+        row = int(np.argmin(np.abs(bag.gt_stamps - s["stamp_ns"])))
+        face = box_from_landmarks(bag.gt_points[row].astype(float), bag.gt_visible[row], 1.25)
+        (x0, y0), (x1, y1) = corners
+        ix = max(0.0, min(x1, face.cx + face.side / 2) - max(x0, face.cx - face.side / 2))
+        iy = max(0.0, min(y1, face.cy + face.side / 2) - max(y0, face.cy - face.side / 2))
+        inter = ix * iy
+        assert inter / ((x1 - x0) * (y1 - y0) + face.side**2 - inter) < 0.1

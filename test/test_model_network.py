@@ -212,3 +212,38 @@ def test_one_training_step_reduces_loss() -> None:
 def test_build_backbone_matches_config() -> None:
     assert isinstance(build_backbone(paper_config(), 3), HRNet)
     assert isinstance(build_backbone(lite_config(), 3), LiteBackbone)
+
+
+def test_loss_on_negative_crops_targets_zero_confidence_and_skips_alignment() -> None:
+    b, s, layers, n = 4, 2, 2, 70
+    g = torch.Generator().manual_seed(0)
+    target = _target(lite_config(num_points=n), b)
+    lms = target[:, None, None] + 0.01 * torch.randn(b, s, layers, n, 2, generator=g)
+    logits = torch.randn(b, s, n, generator=g)
+    out = {"stage_landmarks": lms, "stage_confidence_logits": logits}
+    eyes = interocular_indices(n)
+    everyone = cmfa_loss(out, target, (0.4, 0.6), eyes)  # type: ignore[arg-type]
+    same = cmfa_loss(out, target, (0.4, 0.6), eyes, face_present=torch.ones(b, dtype=torch.bool))  # type: ignore[arg-type]
+    assert torch.equal(everyone.total, same.total)
+    face = torch.tensor([True, True, False, False])
+    far = lms.clone()
+    far[~face] += 0.5  # negatives' landmarks are meaningless: they must not count
+    mixed = cmfa_loss({**out, "stage_landmarks": far}, target, (0.4, 0.6), eyes, face_present=face)  # type: ignore[arg-type]
+    pos = cmfa_loss(
+        {"stage_landmarks": lms[face], "stage_confidence_logits": logits[face]},  # type: ignore[arg-type]
+        target[face],
+        (0.4, 0.6),
+        eyes,
+    )
+    torch.testing.assert_close(mixed.align, pos.align)
+    # the negatives' confidence term is BCE towards 0: lower logits lower it
+    low = logits.clone()
+    low[~face] = -10.0
+    lowered = cmfa_loss(
+        {"stage_landmarks": far, "stage_confidence_logits": low},
+        target,
+        (0.4, 0.6),
+        eyes,
+        face_present=face,
+    )  # type: ignore[arg-type]
+    assert lowered.confidence < mixed.confidence

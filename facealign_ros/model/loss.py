@@ -12,6 +12,10 @@ cross-entropy towards the soft target ``exp(-e / tau)`` where ``e`` is that stag
 per-landmark error over inter-ocular distance; so ``sigmoid(z)`` estimates how close a landmark
 is (1 = exact, 0.37 at ``e = tau``). Stages are weighted like the alignment term:
 ``L = L_align + conf_weight * L_conf``.
+
+Negative crops (no face, ``face_present`` False; beyond the paper): they add no alignment term
+and their confidence target is 0 for every landmark, so the mean confidence also tells a face
+crop from background (the pipeline's face search relies on that).
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ def cmfa_loss(
     eye_indices: tuple[int, int],
     conf_weight: float = 0.1,
     conf_tau: float = 0.05,
+    face_present: Tensor | None = None,
 ) -> LossTerms:
     """Weighted multi-stage alignment loss plus confidence loss.
 
@@ -97,6 +102,7 @@ def cmfa_loss(
         eye_indices: Outer eye corner indices for the inter-ocular distance.
         conf_weight: Weight of the confidence term.
         conf_tau: Error (in inter-ocular units) at which the confidence target is 1/e.
+        face_present: (B,) bool; False marks negative crops (None: all are faces).
 
     Returns:
         :class:`LossTerms`.
@@ -104,10 +110,15 @@ def cmfa_loss(
     stage_lms = output["stage_landmarks"]  # (B, S, L, N, 2)
     logits = output["stage_confidence_logits"]  # (B, S, N)
     err = normalized_error(stage_lms, target, eye_indices)  # (B, S, L, N)
-    per_stage = err.mean(dim=(0, 2, 3))  # (S,)
+    conf_target = torch.exp(-err[:, :, -1].detach() / conf_tau)  # (B, S, N)
+    if face_present is not None and not bool(face_present.all()):
+        pos = face_present.to(err.device).bool()
+        per_stage = err[pos].mean(dim=(0, 2, 3)) if bool(pos.any()) else err.sum((0, 2, 3)) * 0
+        conf_target = conf_target * pos.to(conf_target.dtype)[:, None, None]
+    else:
+        per_stage = err.mean(dim=(0, 2, 3))  # (S,)
     w = torch.tensor(stage_weights_for(stage_weights, err.shape[1]), device=err.device)
     align = (w * per_stage).sum()
-    conf_target = torch.exp(-err[:, :, -1].detach() / conf_tau)  # (B, S, N)
     bce = F.binary_cross_entropy_with_logits(logits, conf_target, reduction="none")
     conf = (w * bce.mean(dim=(0, 2))).sum()
     return LossTerms(

@@ -21,14 +21,20 @@ import cv2
 import numpy as np
 
 from facealign_ros.events import EVENT_DTYPE, concat_events
-from facealign_ros.face.crop import box_from_landmarks, crop_affine, to_normalized, transform_points
+from facealign_ros.face.crop import (
+    Box,
+    box_from_landmarks,
+    crop_affine,
+    to_normalized,
+    transform_points,
+)
 from facealign_ros.face.landmarks import REP155_70
 from facealign_ros.face.pose import matrix_to_euler
 from facealign_ros.face.preprocess import InputSpec, event_input, rgb_input
 from training.data.bag_arrays import BagArrays
 
 SAMPLE_KEYS = ("events", "rgb", "rgb_present", "event_present", "landmarks", "visible",
-               "pose_deg", "light", "motion", "A", "stamp_ns")  # fmt: skip
+               "pose_deg", "light", "motion", "A", "stamp_ns", "face_present")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,9 @@ class AugmentConfig:
         rgb_gamma: gamma ``U(1/g, g)`` applied after the gain (1: none).
         rgb_noise_max: Gaussian noise std up to this value (in [0, 1] units).
         rgb_blur_prob: probability of a Gaussian blur (motion / focus).
+        negative_prob: probability that a sample is a *negative* crop: a box of face-like size
+            elsewhere in the view (IoU with the face box < 0.1), ``face_present`` False; the loss
+            then asks for zero confidence (teaches the face search to reject background).
     """
 
     enabled: bool = True
@@ -60,6 +69,7 @@ class AugmentConfig:
     rgb_gamma: float = 1.4
     rgb_noise_max: float = 0.04
     rgb_blur_prob: float = 0.2
+    negative_prob: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
@@ -137,6 +147,11 @@ class BagWindowDataset:
         vis = np.asarray(vis, np.float32).copy()
         fi = int(np.searchsorted(bag.frame_stamps, t, side="right")) - 1
         A, flip = self._affine(pts, vis, rng)
+        negative = aug.enabled and aug.negative_prob > 0 and rng.random() < aug.negative_prob
+        if negative:
+            A_neg = self._negative_affine(pts, vis, bag.width, bag.height, rng)
+            negative = A_neg is not None
+            A = A_neg if A_neg is not None else A
         events = bag.events_between(t - self.spec.window_ns, t)
         if aug.enabled:
             events = _augment_events(events, bag.width, bag.height, rng, aug)
@@ -162,6 +177,7 @@ class BagWindowDataset:
             "motion": bag.motion,
             "A": A,
             "stamp_ns": np.int64(t),
+            "face_present": not negative,
         }
 
     def _affine(
@@ -182,6 +198,20 @@ class BagWindowDataset:
             A = np.array([[-1.0, 0, self.spec.size - 1], [0, 1.0, 0]]) @ np.vstack([A, [0, 0, 1]])
         return A, flip
 
+    def _negative_affine(
+        self, pts: np.ndarray, vis: np.ndarray, width: int, height: int, rng: np.random.Generator
+    ) -> np.ndarray | None:
+        """A crop of face-like size away from the face (IoU < 0.1); None if none fits."""
+        face = box_from_landmarks(pts, vis, self.spec.box_scale)
+        short = float(min(width, height))
+        for _ in range(20):
+            side = min(face.side * float(np.exp(rng.uniform(-0.4, 0.7))), short)
+            cx = rng.uniform(side / 2, max(side / 2, width - side / 2))
+            cy = rng.uniform(side / 2, max(side / 2, height - side / 2))
+            if _iou(face, cx, cy, side) < 0.1:
+                return crop_affine(type(face)(cx, cy, side), self.spec.size, 0.0)
+        return None
+
     @staticmethod
     def _pose(bag: BagArrays, t: int, flip: bool) -> np.ndarray:
         """Ground-truth yaw/pitch/roll (degrees) at ``t``; NaN when unknown.
@@ -197,6 +227,15 @@ class BagWindowDataset:
         if flip:
             ypr *= [-1, 1, -1]
         return ypr.astype(np.float32)
+
+
+def _iou(box: Box, cx: float, cy: float, side: float) -> float:
+    """IoU of two squares: ``box`` and the one centred at ``(cx, cy)`` with side ``side``."""
+    b = box
+    w = max(0.0, min(b.cx + b.side / 2, cx + side / 2) - max(b.cx - b.side / 2, cx - side / 2))
+    h = max(0.0, min(b.cy + b.side / 2, cy + side / 2) - max(b.cy - b.side / 2, cy - side / 2))
+    inter = w * h
+    return inter / (b.side**2 + side**2 - inter)
 
 
 def _augment_events(

@@ -139,6 +139,7 @@ class RunContext:
         rgb = batch["rgb"].to(dev, torch.float32, non_blocking=True)
         ev = batch["events"].to(dev, torch.float32, non_blocking=True)
         gt = batch["landmarks"].to(dev, torch.float32, non_blocking=True)
+        face = batch["face_present"].to(dev).bool() if "face_present" in batch else None
         rgb_on, ev_on = build.modality_masks(
             batch["rgb_present"].to(dev).bool(),
             batch["event_present"].to(dev).bool(),
@@ -165,6 +166,7 @@ class RunContext:
             eyes,
             cfg.loss.conf_weight,
             cfg.loss.conf_tau,
+            face_present=face,
         )
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
@@ -177,7 +179,9 @@ class RunContext:
         self.scaler.update()
         self.sched.step()
         with torch.no_grad():
-            nme = normalized_error(out32["stage_landmarks"][:, :, -1], gt, eyes).mean(dim=(0, 2))
+            pos = slice(None) if face is None or not bool(face.any()) else face
+            last = out32["stage_landmarks"][:, :, -1]
+            nme = normalized_error(last[pos], gt[pos], eyes).mean(dim=(0, 2))
         scalars = {
             "loss": float(terms.total.detach()),
             "align": float(terms.align.detach()),
@@ -186,6 +190,11 @@ class RunContext:
             "lr": lr,
             "warm": float(init is not None),
         }
+        if face is not None and not bool(face.all()):
+            with torch.no_grad():
+                conf = torch.sigmoid(out32["stage_confidence_logits"][:, -1]).mean(dim=1)
+                scalars["conf_face"] = float(conf[face].mean()) if bool(face.any()) else 0.0
+                scalars["conf_background"] = float(conf[~face].mean())
         first = net.num_stages - len(nme) if init is not None else 0
         scalars.update({f"nme_stage{first + i}": float(v) for i, v in enumerate(nme)})
         return scalars
