@@ -152,3 +152,26 @@ def test_negative_crops_are_away_from_the_face(synth_bag: Path) -> None:
         iy = max(0.0, min(y1, face.cy + face.side / 2) - max(y0, face.cy - face.side / 2))
         inter = ix * iy
         assert inter / ((x1 - x0) * (y1 - y0) + face.side**2 - inter) < 0.1
+
+
+def test_input_topics_prefer_the_labelled_image_topic(tmp_path: Path) -> None:
+    import json
+
+    from facealign_ros import topics
+    from facealign_ros.bag import BagReader, BagWriter, msg_class
+    from training.data.bag_arrays import input_topics
+
+    string = msg_class("std_msgs/msg/String")
+    path = tmp_path / "two_cameras"
+    with BagWriter(path) as out:
+        for topic, typename in (
+            (topics.EVENTS, "event_camera_msgs/msg/EventPacket"),
+            (topics.IMAGE, "sensor_msgs/msg/Image"),
+            ("/cam_reg/image", "sensor_msgs/msg/Image"),
+            (topics.LABEL_METADATA, "std_msgs/msg/String"),
+        ):
+            out.add_topic(topic, typename)
+        meta = {"options": {"image_topic": "/cam_reg/image", "camera_info_topic": "/none"}}
+        out.write(topics.LABEL_METADATA, 1, string(data=json.dumps(meta)))
+    with BagReader(path) as bag:
+        assert input_topics(bag, path) == (topics.EVENTS, "/cam_reg/image", "")

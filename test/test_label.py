@@ -497,3 +497,21 @@ def test_worker_imports_nothing_of_this_project() -> None:
     imports = [ln.split()[1] for ln in text.splitlines() if ln.startswith(("import ", "from "))]
     assert set(imports) <= {"__future__", "json", "os", "struct", "sys", "numpy"}
     assert struct.calcsize("<4sIfI") == worker.REPLY.size
+
+
+def test_force_never_replaces_the_input_its_folder_or_a_non_bag(tmp_path: Path) -> None:
+    from training.label.labeler import _check_paths
+
+    src = make_bag(tmp_path / "recordings" / "rec_a")
+    with pytest.raises(LabelError, match="contains it"):
+        _check_paths(src, tmp_path / "recordings", force=True)
+    with pytest.raises(LabelError, match="contains it"):
+        _check_paths(src, tmp_path, force=True)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(LabelError, match="not a bag"):
+        _check_paths(src, other, force=True)
+    old = make_bag(tmp_path / "old_output")
+    _check_paths(src, old, force=True)  # an old output bag may be replaced
+    assert (other / "keep.txt").read_text() == "mine"

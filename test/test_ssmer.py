@@ -192,8 +192,16 @@ def test_simsiam_loss_and_collapse_measure() -> None:
     assert collapse_ratio(torch.randn(2, 256, 64)) == pytest.approx(1.0, abs=0.1)
     assert collapse_ratio(torch.ones(2, 256, 64) + 1e-4 * torch.randn(2, 256, 64)) < 0.01
     net = lite_config(input_size=32, event_channels=6, backbone_width=4, feature_dim=16)
-    z, p = SimSiam(net, 16, 8)(torch.randn(4, 3, 6, 32, 32))
-    assert z.shape == p.shape == (3, 4, 16)
+    model = SimSiam(net, 16, 8)
+    z, p, h = model(torch.randn(4, 3, 6, 32, 32))
+    assert z.shape == p.shape == (3, 4, 16) and h.shape == (3, 4, 16)
+    # a collapsed encoder (every input -> one feature vector) shows in h, not in z: the
+    # projector's last batch norm rescales z to unit variance
+    with torch.no_grad():
+        model.encoder.head[1].weight.zero_()
+        model.encoder.head[1].bias.fill_(1.0)
+    z, p, h = model(torch.randn(8, 3, 6, 32, 32))
+    assert collapse_ratio(h) < 1e-3
 
 
 def _stream(bags: list[Path], **kw: int) -> WindowStream:
@@ -220,6 +228,21 @@ def test_stream_resumes_exactly_and_shards_disjointly(bags: list[Path]) -> None:
     # worker w of 2 has produced ceil((step - w) / 2) batches
     s = _stream(bags, num_workers=2, start_step=5)
     assert (s.skip_windows(0), s.skip_windows(1)) == (6, 4)
+    assert (s.role(0), s.role(1)) == (1, 0)  # batch 5 (the first after resume) is role 1's
+
+
+def test_resume_through_a_dataloader_with_workers_at_an_odd_step(bags: list[Path]) -> None:
+    from torch.utils.data import DataLoader
+
+    def batches(start: int, n: int) -> list[torch.Tensor]:
+        stream = _stream(bags, num_workers=2, start_step=start)
+        it = iter(DataLoader(stream, batch_size=2, num_workers=2))
+        return [next(it) for _ in range(n)]
+
+    full = batches(0, 7)
+    resumed = batches(3, 4)
+    for a, b in zip(full[3:], resumed, strict=True):
+        assert torch.equal(a, b)
 
 
 def _pretrainer(bags: list[Path], out: Path, *extra: str, on_step=None) -> Pretrainer:
@@ -313,3 +336,22 @@ def test_labelled_subset_is_fixed_by_its_own_seed() -> None:
     assert len(labelled_subset(files[:3], 0.01)) == 1  # at least one recording
     with pytest.raises(ValueError, match="label_fraction"):
         labelled_subset(files, 0.0)
+
+
+def test_shards_share_one_time_grid_when_sources_are_few(bags: list[Path]) -> None:
+    stream = _stream(bags[:1], world_size=2)
+    ends = []
+    for shard in (0, 1):
+        it = stream._interleaved(shard, 2)
+        ends.append({next(it).t_end for _ in range(20)})
+    assert not ends[0] & ends[1]
+    grid = {t % stream.stride_ns for t in ends[0] | ends[1]}
+    assert len(grid) == 1  # one grid, every other window each
+
+
+def test_a_too_short_recording_does_not_stop_its_shard(tmp_path: Path, bags: list[Path]) -> None:
+    short = _event_bag(tmp_path / "short", 9, seconds=0.02)  # shorter than one window
+    stream = _stream([bags[0], short], world_size=2)  # 2 sources, 2 shards: one gets `short`
+    for shard in (0, 1):
+        it = stream._interleaved(shard, 2)
+        assert all(next(it).events.size > 0 for _ in range(5))

@@ -139,7 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m training.train ...`` (the same arguments as ``facealign train``)."""
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
     _add_train_arguments(parser)
-    return run_train(parser.parse_args(argv))
+    args, extra = parser.parse_known_args(argv)
+    if any("=" not in x or x.startswith("-") for x in extra):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = [*(args.overrides or []), *extra]  # KEY=VALUE after options
+    return run_train(args)
 
 
 if __name__ == "__main__":

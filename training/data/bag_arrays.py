@@ -155,27 +155,31 @@ _INPUT_TYPES = (
 def input_topics(bag: BagReader, path: Path) -> tuple[str, str, str]:
     """``(events, image, camera_info)`` topics of a bag ("" = none for image / camera info).
 
-    The default names (:mod:`facealign_ros.topics`) when present; else the one topic of the
-    type, or for images the topic ``facealign label`` labelled (its metadata record).
+    For the image and camera info, the topics ``facealign label`` used (its metadata record)
+    come first, as the labels belong to those; then the default names
+    (:mod:`facealign_ros.topics`); then the one topic of the type.
 
     Raises:
         ValueError: no event topic, or several candidates and nothing to choose between them.
     """
     available = bag.topics
-    labelled = ""
+    labelled: dict[str, str] = {}
     if topics.LABEL_METADATA in available:
         for _, _, msg in bag.messages(topics.LABEL_METADATA):
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                labelled = str(json.loads(msg.data)["options"]["image_topic"])
+            with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                opts = json.loads(msg.data)["options"]
+                labelled = {
+                    topics.IMAGE: str(opts.get("image_topic", "")),
+                    topics.CAMERA_INFO: str(opts.get("camera_info_topic", "")),
+                }
     out = []
     for default, msgtype in zip(_INPUTS, _INPUT_TYPES, strict=True):
-        if default in available:
-            out.append(default)
-            continue
         cands = sorted(t for t, s in available.items() if s.msgtype == msgtype)
-        if default == topics.IMAGE and labelled in cands:
-            cands = [labelled]
-        if len(cands) == 1:
+        if labelled.get(default) in cands:
+            out.append(labelled[default])
+        elif default in available:
+            out.append(default)
+        elif len(cands) == 1:
             out.append(cands[0])
         elif not cands and default != topics.EVENTS:
             out.append("")
@@ -236,6 +240,14 @@ def _decode(path: Path) -> BagArrays:
     if ev.size and np.any(np.diff(ev["t"]) < 0):
         ev = ev[np.argsort(ev["t"], kind="stable")]
     h, w = size[1], size[0]
+    shapes = {fr.shape[:2] for fr in frames}
+    if shapes and (shapes != {(h, w)} and dec is not None):
+        raise ValueError(
+            f"bag {str(path)!r}: images {sorted(shapes)} (h, w) differ from the event sensor "
+            f"({h}, {w}); training needs RGB registered to the event sensor"
+        )
+    if len(shapes) > 1:
+        raise ValueError(f"bag {str(path)!r}: images of several sizes {sorted(shapes)}")
     f = np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8)
 
     def arr(x: list, shape: tuple, dtype: type) -> np.ndarray:

@@ -210,7 +210,7 @@ class _Labeller:
                 st.teacher_failures += 1
                 if len(st.bad_examples) < 5:
                     st.bad_examples.append(f"image at {log_ns} ns: {label.reason}")
-        marked = not label.score >= self.options.min_score
+        marked = bool(label.reason) or not label.score >= self.options.min_score
         st.marked += int(marked)
         self.write(label, marked, log_ns, stamp, frame_id, width, height)
 
@@ -258,12 +258,25 @@ def _open_writer(bag: RawBagReader, out: Path, options: LabelOptions) -> CopyBag
 
 
 def _check_paths(in_path: Path, out_path: Path, force: bool) -> None:
-    """Refuse an output that is the input (or inside it), or exists without ``force``."""
+    """Refuse an output that is the input, inside it or around it, or exists without ``force``.
+
+    ``--force`` replaces only an existing *bag* (a folder with ``metadata.yaml``, or an
+    ``.mcap``/``.db3`` file) or an empty folder, never another folder or file.
+    """
     src, dst = in_path.resolve(), out_path.resolve()
-    if dst == src or src in dst.parents:
-        raise LabelError(f"output {str(out_path)!r} is the input bag or inside it")
-    if (out_path.exists() or out_path.is_symlink()) and not force:
-        raise LabelError(f"output {str(out_path)!r} exists; pass --force to overwrite it")
+    if dst == src or src in dst.parents or dst in src.parents:
+        raise LabelError(f"output {str(out_path)!r} is the input bag, inside it or contains it")
+    if out_path.exists() or out_path.is_symlink():
+        if not force:
+            raise LabelError(f"output {str(out_path)!r} exists; pass --force to overwrite it")
+        is_bag = (out_path.is_dir() and (out_path / "metadata.yaml").is_file()) or (
+            out_path.is_file() and out_path.suffix in (".mcap", ".db3")
+        )
+        empty = out_path.is_dir() and not any(out_path.iterdir())
+        if not (is_bag or empty):
+            raise LabelError(
+                f"output {str(out_path)!r} exists and is not a bag; --force replaces only bags"
+            )
 
 
 def _replace(tmp: Path, out: Path) -> None:

@@ -8,7 +8,7 @@ Examples::
     torchrun --nproc_per_node=2 --no-python facealign pretrain --bags recordings/ \\
         --config training/configs/ssmer_lite.yaml
 
-Then ``facealign train --config ... --init-event-encoder runs/ssmer/encoder.safetensors``.
+Then ``facealign train --config ... --init-event-encoder runs/ssmer_lite/encoder.safetensors``.
 Killing a run and starting the same command again resumes from its last checkpoint, exactly.
 """
 

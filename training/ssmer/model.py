@@ -52,8 +52,10 @@ class SimSiam(nn.Module):
             nn.Linear(pred_dim, proj_dim),
         )
 
-    def forward(self, views: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, V, C, S, S)`` views -> ``(z, p)``, each ``(V, B, proj_dim)``.
+    def forward(self, views: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(B, V, C, S, S)`` views -> ``(z, p, h)``.
+
+        ``z``, ``p``: ``(V, B, proj_dim)``; ``h``: pooled encoder features ``(V, B, feature_dim)``.
 
         The encoder runs once over all views (one batch); projector and predictor run per
         view, so their batch statistics are those of one view, as in SimSiam.
@@ -63,7 +65,7 @@ class SimSiam(nn.Module):
         feats = feats.view(v, b, -1)
         z = torch.stack([self.projector(feats[i]) for i in range(v)])
         p = torch.stack([self.predictor(z[i]) for i in range(v)])
-        return z, p
+        return z, p, feats
 
 
 def simsiam_loss(z: Tensor, p: Tensor) -> Tensor:
@@ -87,6 +89,9 @@ def collapse_ratio(z: Tensor) -> float:
     """Std over the batch of l2-normalised ``z`` (mean over dims) x sqrt(D), over views.
 
     About 1 for well-spread outputs, 0 when every sample maps to the same vector (collapse).
+    Measure it on the encoder features (what fine-tuning uses) or the predictions: the
+    projector ends in a batch norm, which rescales every dimension to unit variance and so
+    hides a collapse of what comes before it.
     """
     zn = F.normalize(z.detach().float(), dim=-1)
     return float(zn.std(dim=1).mean() * zn.shape[-1] ** 0.5)

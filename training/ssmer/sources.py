@@ -214,7 +214,7 @@ def stream_windows(
     phase_ns: int = 0,
     min_events: int = 200,
     min_box_fraction: float = 0.15,
-    margin: float = 1.6,
+    margin: float = 2.3,
 ) -> Iterator[Window]:
     """Windows of one source every ``stride_ns`` (sensor time), read packet by packet.
 

@@ -8,9 +8,16 @@ K-th window — reads ``interleave`` bags at once (windows picked at random amon
 passes windows through a shuffle buffer. Views are computed only for windows that are handed
 out, from a generator seeded by ``(seed, k, position)``.
 
-Exact resume: ``torch.utils.data.DataLoader`` takes batches from its workers in turn, so after
-``step`` batches worker ``w`` has produced ``ceil((step - w) / workers)`` of them; a resumed
-stream skips that many batches' windows (decoding, no views) and continues identically.
+Exact resume: ``torch.utils.data.DataLoader`` takes batches from its workers in turn, starting
+with worker 0, so batch ``b`` comes from the worker playing *role* ``b % workers``. A stream
+resumed after ``step`` batches lets worker ``w`` play role ``(w + step) % workers`` (so the first
+batch after the resume still comes from role ``step % workers``); role ``r`` has produced
+``ceil((step - r) / workers)`` batches, whose windows it skips (decoding, no views).
+
+With fewer sources than shards all shards read all sources on one shared time grid (window phase
+drawn from (seed, epoch, source)) and keep every K-th window, so shards never see the same or
+overlapping-by-design windows. A shard whose share of the sources gives no window in an epoch
+(e.g. only an aborted, too-short recording) reads all sources that epoch instead.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from facealign_ros.bag import BagError
+from facealign_ros.events import DecodeError
 from facealign_ros.face.preprocess import InputSpec
 from training.ssmer.sources import Source, Window, stream_windows
 from training.ssmer.views import ViewAugment, make_views
@@ -78,22 +86,31 @@ class WindowStream(IterableDataset):
         self.interleave, self.shuffle_buffer = max(1, interleave), max(1, shuffle_buffer)
         self.bad: list[str] = []
 
+    def role(self, worker: int) -> int:
+        """The role (original worker index) that data-loader worker ``worker`` plays."""
+        workers = max(1, self.num_workers)
+        return (worker + self.start_step) % workers
+
     def _shard(self) -> tuple[int, int, int]:
-        """``(shard, n_shards, worker)`` of the calling process/worker."""
+        """``(shard, n_shards, role)`` of the calling process/worker."""
         info = get_worker_info()
         workers = max(1, self.num_workers)
-        worker = info.id if info is not None else 0
-        return self.rank * workers + worker, self.world_size * workers, worker
+        if info is not None and info.num_workers != workers:
+            raise RuntimeError(
+                f"WindowStream built for {workers} workers, loaded by {info.num_workers}"
+            )
+        role = self.role(info.id if info is not None else 0)
+        return self.rank * workers + role, self.world_size * workers, role
 
-    def skip_windows(self, worker: int) -> int:
-        """Windows this worker already produced before ``start_step`` batches."""
+    def skip_windows(self, role: int) -> int:
+        """Windows the worker playing ``role`` already produced before ``start_step`` batches."""
         workers = max(1, self.num_workers)
-        batches = max(0, -(-(self.start_step - worker) // workers))
+        batches = max(0, -(-(self.start_step - role) // workers))
         return batches * self.batch_size
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        shard, n_shards, worker = self._shard()
-        skip = self.skip_windows(worker)
+        shard, n_shards, role = self._shard()
+        skip = self.skip_windows(role)
         for position, win in enumerate(self._shuffled(shard, n_shards)):
             if position < skip:
                 continue
@@ -112,39 +129,53 @@ class WindowStream(IterableDataset):
             yield buf[i]
             buf[i] = win
 
-    def _epoch_plan(self, shard: int, n_shards: int, epoch: int) -> tuple[list[Source], int]:
-        """Sources of this shard in ``epoch`` and the window modulus (1 or ``n_shards``)."""
+    def _epoch_plan(
+        self, shard: int, n_shards: int, epoch: int, everything: bool = False
+    ) -> tuple[list[int], int]:
+        """Source indices of this shard in ``epoch`` and the window modulus (1 or ``n_shards``).
+
+        ``everything``: all sources, every ``n_shards``-th window (the fallback of a shard whose
+        share gave nothing).
+        """
         order = np.random.default_rng([self.seed, epoch, 0xE9]).permutation(len(self.sources))
-        if len(self.sources) >= n_shards:
-            return [self.sources[i] for i in order[shard::n_shards]], 1
-        return [self.sources[i] for i in order], n_shards
+        if len(self.sources) >= n_shards and not everything:
+            return [int(i) for i in order[shard::n_shards]], 1
+        return [int(i) for i in order], n_shards
 
     def _interleaved(self, shard: int, n_shards: int) -> Iterator[Window]:
         """Endless windows of the shard's sources, ``interleave`` recordings at a time."""
         epoch = 0
         while True:
-            todo, modulus = self._epoch_plan(shard, n_shards, epoch)
-            rng = np.random.default_rng([self.seed, shard, epoch, 0x1E])
-            produced = 0
-            active: list[Iterator[Window]] = []
-            while todo or active:
-                while todo and len(active) < self.interleave:
-                    src = todo.pop(0)
-                    phase = int(rng.integers(self.stride_ns))
-                    active.append(self._guarded(src, phase, modulus, shard % modulus))
-                k = int(rng.integers(len(active)))
-                win = next(active[k], None)
-                if win is None:
-                    active.pop(k)
-                    continue
-                produced += 1
-                yield win
+            produced = yield from self._epoch(shard, n_shards, epoch, everything=False)
+            if produced == 0:
+                produced = yield from self._epoch(shard, n_shards, epoch, everything=True)
             if produced == 0:
                 raise RuntimeError(
                     f"SSMER shard {shard}: no window in a whole epoch (sources too short or too "
                     "sparse for the window length / min_events)"
                 )
             epoch += 1
+
+    def _epoch(self, shard: int, n_shards: int, epoch: int, everything: bool) -> Iterator[Window]:
+        """One epoch of the shard's windows; returns how many it yielded."""
+        todo, modulus = self._epoch_plan(shard, n_shards, epoch, everything)
+        rng = np.random.default_rng([self.seed, shard, epoch, int(everything), 0x1E])
+        produced = 0
+        active: list[Iterator[Window]] = []
+        while todo or active:
+            while todo and len(active) < self.interleave:
+                i = todo.pop(0)
+                phase_rng = np.random.default_rng([self.seed, epoch, i, 0x9A])  # shared grid
+                phase = int(phase_rng.integers(self.stride_ns))
+                active.append(self._guarded(self.sources[i], phase, modulus, shard % modulus))
+            k = int(rng.integers(len(active)))
+            win = next(active[k], None)
+            if win is None:
+                active.pop(k)
+                continue
+            produced += 1
+            yield win
+        return produced
 
     def _guarded(self, src: Source, phase: int, modulus: int, residue: int) -> Iterator[Window]:
         """Windows of one source (every ``modulus``-th); a corrupt bag ends its stream, logged."""
@@ -153,7 +184,7 @@ class WindowStream(IterableDataset):
             for i, win in enumerate(wins):
                 if i % modulus == residue:
                     yield win
-        except BagError as exc:
+        except (BagError, DecodeError) as exc:
             key = f"{src.path}:{src.topic}"
             if key not in self.bad:
                 self.bad.append(key)

@@ -190,6 +190,10 @@ def check_encoder_input(path: str | Path, preprocessing: Mapping[str, Any]) -> N
         )
 
 
+TRAINING_ONLY_FIELDS = ("dropout", "p_drop_rgb", "p_drop_event", "stage_weights")
+"""CMFA config fields that a fine-tune may change (they do not change the weights' shapes)."""
+
+
 def load_init_checkpoint(model: CMFA, path: str | Path, preprocessing: Mapping[str, Any]) -> int:
     """Start a fresh run from a CMFA checkpoint's weights (fine-tuning), e.g. the shipped ones.
 
