@@ -80,7 +80,7 @@ cmd="${1:-demo}"
 shift || true
 case "$cmd" in
   setup) ensure_venv ;;
-  demo) ensure_venv; exec "$VENV/bin/facealign" bench events "$@" ;;
+  demo) ensure_venv; exec "$VENV/bin/facealign" demo "$@" ;;
   test) ensure_venv; exec "$VENV/bin/python" -m pytest -q "$@" ;;
   facealign) ensure_venv; exec "$VENV/bin/facealign" "$@" ;;
   *) log "unknown command '$cmd' (use: demo | test | setup | facealign ARGS)"; exit 2 ;;

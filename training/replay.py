@@ -246,14 +246,21 @@ def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--image-topic", default=topics.IMAGE)
     p.add_argument("--camera-info-topic", default=topics.CAMERA_INFO)
     p.add_argument("--smoothing", action="store_true", help="One-Euro smoothing of landmarks")
+    p.add_argument("--detect-threshold", type=float, help="face search threshold (node parameter)")
+    p.add_argument("--track-threshold", type=float, help="keep-tracking threshold (node parameter)")
     p.add_argument("--json", action="store_true", help="print one JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
+    extra = {
+        k: getattr(args, k)
+        for k in ("detect_threshold", "track_threshold")
+        if getattr(args, k, None) is not None
+    }
     return PipelineConfig(mode=args.mode, rate_hz=args.rate, model=args.model,
-                          device=args.device, smoothing=args.smoothing)  # fmt: skip
+                          device=args.device, smoothing=args.smoothing, **extra)  # fmt: skip
 
 
 def print_summary(summary: dict[str, Any]) -> None:

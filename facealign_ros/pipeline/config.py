@@ -48,6 +48,8 @@ class PipelineConfig:
         detect_candidates: crops scored per search (the most event-/texture-active ones).
         min_face_px: smallest face box side searched, sensor pixels.
         warm_start: start the model from the previous landmarks when tracking (fewer stages).
+            Off by default: with the shipped lite weights it drifts in scale over a few seconds
+            (measured with ``facealign replay``; docs/MODEL_CARD.md).
         warm_stages: stages run in a warm start (the finest ones).
         smoothing: One-Euro smoothing of the landmarks of a tracked face.
         smoothing_min_cutoff: One-Euro minimum cut-off frequency, Hz.
@@ -73,13 +75,13 @@ class PipelineConfig:
     device: str = "auto"
     model: str = ""
     torch_threads: int = 1
-    detect_threshold: float = 0.3
-    track_threshold: float = 0.2
+    detect_threshold: float = 0.1
+    track_threshold: float = 0.05
     lost_after: int = 3
     detect_interval_ms: float = 100.0
     detect_candidates: int = 6
     min_face_px: int = 32
-    warm_start: bool = True
+    warm_start: bool = False
     warm_stages: int = 1
     smoothing: bool = False
     smoothing_min_cutoff: float = 1.0
