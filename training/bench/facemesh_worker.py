@@ -27,7 +27,6 @@ stdout carries only the protocol: file descriptor 1 is redirected to stderr befo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -196,16 +195,10 @@ class MeshWorker:
 
     def close(self) -> None:
         """Close stdin, give the worker 5 s to exit, then kill it; always reaps it."""
+        from training.label.teacher import stop_worker  # main process only (not in the venv)
+
         proc, self._proc = self._proc, None
-        if proc is not None:
-            for stream in (proc.stdin, proc.stdout):
-                with contextlib.suppress(OSError):
-                    stream.close()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_worker(proc)
         if self._err is not None:
             self._err.close()
             self._err = None

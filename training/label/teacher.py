@@ -129,6 +129,21 @@ def _check_base_python(base_python: str) -> None:
         )
 
 
+def stop_worker(proc: subprocess.Popen | None, grace_s: float = 5.0) -> None:
+    """Close a worker's pipes, give it ``grace_s`` to exit, then kill it; always reaps it."""
+    if proc is None:
+        return
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass(frozen=True)
 class TeacherReply:
     """The teacher's answer for one image.
@@ -250,15 +265,7 @@ class TeacherProcess:
         if self._sel is not None:
             self._sel.close()
             self._sel = None
-        if proc is not None:
-            for stream in (proc.stdin, proc.stdout):
-                with contextlib.suppress(OSError):
-                    stream.close()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_worker(proc)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

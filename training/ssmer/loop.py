@@ -38,7 +38,7 @@ from training.ssmer.views import ViewAugment
 from training.trainer import build
 from training.trainer.config import dump_config
 from training.trainer.context import weights_digest
-from training.trainer.distributed import DistEnv, barrier, init_distributed, pick_device, shutdown
+from training.trainer.distributed import DistEnv, barrier, run_on_device
 from training.trainer.sampler import derive_seed
 from training.trainer.state import (
     MODEL_FILE,
@@ -219,15 +219,7 @@ class Pretrainer:
     # ------------------------------------------------------------------ fit
     def fit(self) -> PretrainResult:
         """Pretrain to ``schedule.steps`` (resuming if configured)."""
-        run = self.cfg.run
-        if run.threads:
-            torch.set_num_threads(run.threads)
-        device = pick_device(run.device, self.env)
-        init_distributed(self.env, device)
-        try:
-            return self._fit(device)
-        finally:
-            shutdown(self.env)
+        return run_on_device(self.cfg.run, self.env, self._fit)
 
     def _fit(self, device: torch.device) -> PretrainResult:
         cfg, env = self.cfg, self.env

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from training.trainer.config import RunSection
 
 
 @dataclass(frozen=True)
@@ -90,3 +95,23 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+T = TypeVar("T")
+
+
+def run_on_device(run: RunSection, env: DistEnv, fit: Callable[[torch.device], T]) -> T:
+    """Run ``fit(device)`` as ``run`` says: threads, determinism, device, process group.
+
+    The process group is left again also when ``fit`` raises.
+    """
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    if run.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    device = pick_device(run.device, env)
+    init_distributed(env, device)
+    try:
+        return fit(device)
+    finally:
+        shutdown(env)

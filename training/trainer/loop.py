@@ -26,7 +26,7 @@ from facealign_ros.model.cmfa import CMFA
 from training.trainer import build
 from training.trainer.config import TrainConfig, dump_config
 from training.trainer.context import RunContext, TrainResult
-from training.trainer.distributed import DistEnv, init_distributed, pick_device, shutdown
+from training.trainer.distributed import DistEnv, run_on_device
 from training.trainer.sampler import EpochSampler
 from training.trainer.state import (
     MODEL_FILE,
@@ -100,17 +100,7 @@ class Trainer:
     # ------------------------------------------------------------------------------ fit
     def fit(self) -> TrainResult:
         """Train to ``schedule.steps`` (resuming if configured); returns the outcome."""
-        run = self.cfg.run
-        if run.threads:
-            torch.set_num_threads(run.threads)
-        if run.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        device = pick_device(run.device, self.env)
-        init_distributed(self.env, device)
-        try:
-            return self._fit(device)
-        finally:
-            shutdown(self.env)
+        return run_on_device(self.cfg.run, self.env, self._fit)
 
     def _fit(self, device: torch.device) -> TrainResult:
         cfg, env = self.cfg, self.env
