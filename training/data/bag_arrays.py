@@ -39,7 +39,7 @@ _TOPICS = (
 )
 LIGHTS = ("normal", "low", "dark")
 MOTIONS = ("slow", "fast")
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 
 
 @dataclass

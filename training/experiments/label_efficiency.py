@@ -1,8 +1,9 @@
 """Label-efficiency experiment: CMFA fine-tuned from SSMER vs from scratch, 10% / 100% labels.
 
 Pretrains SSMER variants on the *train* bags' events (labels unused): all three representations
-(event frame / time surface / voxel grid, pairs summed) and one ablation per representation (two
-differently augmented views of that representation alone). Then fine-tunes the lite CMFA with the
+(event frame / time surface / voxel grid, pairs summed), the same plus a fourth view with every
+channel (the input fine-tuning sees), and one ablation per representation (two differently
+augmented views of that representation alone). Then fine-tunes the lite CMFA with the
 labels of 10% of the train recordings (a fixed seeded subset, the same for every run) and of all
 of them, from each initialisation, and evaluates every model on the held-out *test* seeds, fused
 and event-only. Every run lives in its own folder under ``--out`` and is skipped when done, so
@@ -34,6 +35,7 @@ PRETRAIN_VIEWS = {
     "frame": "[event_frame,event_frame]",
     "time_surface": "[time_surface,time_surface]",
     "voxel": "[voxel,voxel]",
+    "all4": "[event_frame,time_surface,voxel,all]",  # + the full stack fine-tuning sees
 }
 FINETUNES = (  # (label fraction, initialisation)
     (0.1, "scratch"),
@@ -41,6 +43,7 @@ FINETUNES = (  # (label fraction, initialisation)
     (0.1, "frame"),
     (0.1, "time_surface"),
     (0.1, "voxel"),
+    (0.1, "all4"),
     (1.0, "scratch"),
     (1.0, "all3"),
 )
