@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--event-rate", type=float, default=5e6, help="events per second")
     pl.add_argument("--model", default="", help="checkpoint (default: shipped weights)")
     pl.add_argument("--device", default="cpu")
+    pl.add_argument(
+        "--scenario",
+        choices=("face", "search"),
+        default="face",
+        help="face: one tracked synthetic face (the bar's case); search: no face, searching",
+    )
+    pl.add_argument("--bag", help="face: a recording with ground truth to loop instead")
+    pl.add_argument("--seed", type=int, default=0, help="face: seed of the synthetic recording")
     sy = bench_sub.add_parser(
         "synth", help="synthetic engine: seconds of data per wall second; training samples/s"
     )
@@ -90,7 +98,13 @@ def _bench(args: argparse.Namespace) -> int:
         from training.bench.pipeline import run_pipeline_bench
 
         result = run_pipeline_bench(
-            seconds=args.seconds, event_rate=args.event_rate, model=args.model, device=args.device
+            seconds=args.seconds,
+            event_rate=args.event_rate,
+            model=args.model,
+            device=args.device,
+            scenario=args.scenario,
+            bag=args.bag,
+            seed=args.seed,
         )
     elif args.bench_target == "synth":
         from training.bench.data import bench_samples

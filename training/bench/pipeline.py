@@ -3,35 +3,61 @@
 Two phases, each feeding the pipeline in real time from one feeder thread while a
 :class:`~facealign_ros.pipeline.LatestOnlyWorker` answers (exactly as the node does):
 
-1. ``fused``: RGB at 30 Hz + evt3 packets (1 ms each) at ``event_rate`` events/s (default
-   5 Mev/s: a moving face-sized blob of events plus background noise); reports the input-to-result
-   latency percentiles, the fraction of frames dropped as stale, peak RSS;
-2. ``events``: the same stream without images, ``rate_hz`` = 200; reports answers per second.
+1. ``fused``: RGB at 30 Hz (+ camera_info) and evt3 packets (1 ms of sensor time each, published
+   when their millisecond has passed) at ``event_rate`` events/s; reports the input-to-result
+   latency percentiles, compute time, the fraction of frames dropped as stale, peak RSS, the
+   share of answers with a face and (with ground truth) their NME;
+2. ``events``: the same event stream without images, ``rate_hz`` = 200; reports answers per
+   second, the share with a face and their NME.
+
+Scenarios (``scenario`` in the result):
+
+* ``face`` (default; the bar's "1 face"): a synthetic recording with one face (346x260, normal
+  light, slow motion, ground truth; generated once and cached under ``$FACEALIGN_CACHE``, or
+  ``bag``), played forward then backward (a mirrored loop: the face never jumps, time keeps
+  increasing) with uniform background events added so the total rate is ``event_rate``;
+* ``search``: a moving face-sized blob of events plus background noise and a blank-ish image,
+  where no face is ever found, so every answer pays the face search (the worst case).
 
 Packets are encoded before the clock starts, so the feeder only publishes. Without trained
 weights (``facealign_ros/weights/cmfa_lite.safetensors``) a random-weight lite network of the
-same architecture is used and the detection threshold is 0, so every frame runs the network as
-with one tracked face (the result says which weights were used).
+same architecture is used and the detection threshold is 0 (the result says which weights).
+Otherwise the pipeline runs with :class:`~facealign_ros.pipeline.PipelineConfig`'s defaults.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
 import resource
+import shutil
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facealign_ros.bag import make_event_packet, msg_class
-from facealign_ros.events import encode, make_events
+from facealign_ros.events import EVENT_DTYPE, encode, make_events
+from facealign_ros.face.pose import matrix_to_euler
 from facealign_ros.messages import image_to_msg
 from facealign_ros.pipeline import LatestOnlyWorker, Pipeline, PipelineConfig, default_model_path
 
 W, H = 346, 260
 T0 = 1_700_000_000 * 10**9
+SCENARIOS = ("face", "search")
+EVENTS, INFO, IMAGE = 0, 1, 2
+"""Input kinds; at equal times events come first, then camera_info, then the image."""
+FIRST_FRAME = 2
+"""First recording frame played: earlier ones lack a full event window."""
 
 
 def _random_checkpoint(path: Path) -> None:
@@ -47,8 +73,12 @@ def _random_checkpoint(path: Path) -> None:
                     representations=spec.representations, preprocessing=spec.to_dict())  # fmt: skip
 
 
-def make_stream(seconds: float, event_rate: float, seed: int = 0) -> tuple[list, list]:
-    """``(packets, images)``: lists of ``(t_ns from start, message)`` in time order."""
+def _packet(events: np.ndarray, seq: int, stamp_ns: int) -> Any:
+    return make_event_packet(encode(events, "evt3", W, H), W, H, "evt3", seq, 0, stamp_ns)
+
+
+def blob_stream(seconds: float, event_rate: float, seed: int = 0) -> tuple[list, list]:
+    """``search`` scenario: ``(packets, images)``, lists of ``(feed t_ns, message)``."""
     rng = np.random.default_rng(seed)
     n_per = int(event_rate / 1000)
     packets = []
@@ -60,8 +90,7 @@ def make_stream(seconds: float, event_rate: float, seed: int = 0) -> tuple[list,
         t = np.sort(rng.integers(0, 1_000_000, n_per)) + k * 1_000_000
         t -= t % 1000  # evt3 has microseconds
         ev = make_events(t, np.clip(x, 0, W - 1), np.clip(y, 0, H - 1), rng.integers(0, 2, n_per))
-        msg = make_event_packet(encode(ev, "evt3", W, H), W, H, "evt3", k, 0, T0 + int(t[0]))
-        packets.append((int(t[0]), msg))
+        packets.append(((k + 1) * 1_000_000, _packet(ev, k, T0 + int(t[0]))))
     yy, xx = np.mgrid[0:H, 0:W]
     images = []
     for k in range(int(seconds * 30)):
@@ -73,26 +102,175 @@ def make_stream(seconds: float, event_rate: float, seed: int = 0) -> tuple[list,
     return packets, images
 
 
+def _generate(out: str, seed: int, seconds: float) -> None:
+    """Child process: write the synthetic bag and decode it into the array cache."""
+    from training.data import load_bag_arrays
+    from training.synth.bagout import write_synth_bag
+    from training.synth.scene import SceneConfig
+
+    tmp = Path(f"{out}.tmp{os.getpid()}")
+    write_synth_bag(tmp, SceneConfig(seed=seed, seconds=seconds, light="normal", motion="slow"))
+    with contextlib.suppress(OSError):  # another run may have made it first
+        tmp.rename(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    load_bag_arrays(out)
+
+
+def synth_recording(seconds: float = 3.0, seed: int = 0) -> Path:
+    """The cached synthetic bag of the ``face`` scenario (generated in a child process once)."""
+    from training.synth.assets import cache_dir
+    from training.synth.engine import ENGINE_VERSION
+
+    name = f"synth_seed{seed}_{seconds:g}s_normal_slow_{W}x{H}_engine{ENGINE_VERSION}"
+    out = cache_dir() / "bench_pipeline" / name
+    if not out.is_dir():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        proc = multiprocessing.get_context("spawn").Process(
+            target=_generate, args=(str(out), seed, seconds)
+        )
+        proc.start()  # a child: rendering memory stays out of this process's peak RSS
+        proc.join()
+        if proc.exitcode != 0 or not out.is_dir():
+            raise RuntimeError(f"generating the synthetic recording {out} failed")
+    return out
+
+
+@dataclass(frozen=True)
+class Loop:
+    """One mirrored cycle of a recording (forward, then backward); times ns from its start.
+
+    Attributes:
+        events: :data:`EVENT_DTYPE`, ``t`` in ``[0, period_ns)``, sorted.
+        frames: ``(F, H, W, 3)`` uint8; ``frame_t``: ``(F,)`` their times, 1/fps apart.
+        gt_t: ``(G,)`` times of ground truth; ``gt_points`` ``(G, 70, 2)``, ``gt_visible``.
+        pose_deg: ``(F, 3)`` ground-truth head pose (Euler, degrees) at the frames, or None.
+        K: camera matrix.
+        period_ns: cycle length.
+    """
+
+    events: np.ndarray
+    frames: np.ndarray
+    frame_t: np.ndarray
+    gt_t: np.ndarray
+    gt_points: np.ndarray
+    gt_visible: np.ndarray
+    pose_deg: np.ndarray | None
+    K: np.ndarray
+    period_ns: int
+
+
+def mirror_loop(arrays: Any) -> Loop:
+    """Fold a recording (:class:`~training.data.BagArrays`) into a seamless mirrored cycle.
+
+    Frames ``FIRST_FRAME .. n-1`` play forward, then ``n-2 .. FIRST_FRAME+1`` backward, all
+    1/fps apart; events and ground truth between the first and the last frame follow, reversed
+    in time on the way back (events with their polarity flipped: the time-reversed scene).
+    """
+    from facealign_ros.face.pose import default_intrinsics
+
+    stamps = np.asarray(arrays.frame_stamps, np.int64)
+    a, m = int(stamps[FIRST_FRAME]), int(stamps[-1])
+    span = m - a
+
+    def unfold(t: np.ndarray, back_end: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and cycle times: forward ``[a, m]``, backward ``(a, m)``.
+
+        Events (``back_end``) take ``[a, m)`` forward and ``(a, m]`` backward.
+        """
+        t = np.asarray(t, np.int64)
+        i_f = np.flatnonzero((t >= a) & ((t < m) if back_end else (t <= m)))
+        i_b = np.flatnonzero((t > a) & ((t <= m) if back_end else (t < m)))[::-1]
+        return np.r_[i_f, i_b], np.r_[t[i_f] - a, 2 * span - (t[i_b] - a)]
+
+    ev = np.array(arrays.events_between(a, m + 1))
+    ei, et = unfold(ev["t"], True)
+    events = ev[ei]
+    events["t"] = et  # ns, not yet on the microsecond grid (face_stream rounds)
+    events["p"][np.flatnonzero(et >= span)] ^= 1
+    fi, frame_t = unfold(stamps, False)
+    gt_stamps = np.r_[np.asarray(arrays.gt_stamps), np.asarray(arrays.hf_stamps)]
+    gi, gt_t = unfold(gt_stamps, False)
+    order = np.argsort(gt_t, kind="stable")
+    points = np.concatenate([arrays.gt_points, arrays.hf_points])[gi][order]
+    visible = np.concatenate([arrays.gt_visible, arrays.hf_visible])[gi][order]
+    pose = None
+    if np.array_equal(arrays.pose_stamps, stamps):
+        pose = np.array([np.degrees(matrix_to_euler(R)) for R in arrays.pose_rot])[fi]
+    K = arrays.K if arrays.K is not None else default_intrinsics(arrays.width, arrays.height)
+    return Loop(events, np.asarray(arrays.frames)[fi], frame_t, gt_t[order], points, visible,
+                pose, np.asarray(K, np.float64), 2 * span)  # fmt: skip
+
+
+def face_stream(loop: Loop, seconds: float, event_rate: float, seed: int = 0) -> dict[str, Any]:
+    """Inputs of the ``face`` scenario for ``seconds``, uniform background events added.
+
+    Returns:
+        ``packets`` and ``images`` (camera_info included): lists of ``(feed t_ns, kind, msg)``;
+        ``gt``: a :class:`training.replay.GroundTruth` at the fed stamps; ``event_rate`` (all
+        events fed per second) and ``face_event_rate`` (the recording's own).
+    """
+    from training.replay import GroundTruth
+    from training.synth.bagout import image_msgs
+
+    rng = np.random.default_rng(seed)
+    face_rate = loop.events.size / (loop.period_ns / 1e9)
+    noise_per_ms = max(event_rate - face_rate, 0.0) / 1000
+    t_loop = loop.events["t"]
+    packets, n_events = [], 0
+    for k in range(int(seconds * 1000)):
+        lo = k * 1_000_000
+        parts = []
+        for c in range(lo // loop.period_ns, (lo + 999_999) // loop.period_ns + 1):
+            base = c * loop.period_ns
+            i, j = np.searchsorted(t_loop, [lo - base, lo + 1_000_000 - base])
+            part = loop.events[i:j].copy()
+            part["t"] = (part["t"] + base) // 1000 * 1000  # evt3 has microseconds
+            parts.append(part)
+        n = rng.poisson(noise_per_ms)
+        noise = make_events(lo + 1000 * rng.integers(0, 1000, n), rng.integers(0, W, n),
+                            rng.integers(0, H, n), rng.integers(0, 2, n))  # fmt: skip
+        ev = np.concatenate([*parts, noise]).astype(EVENT_DTYPE)
+        ev = ev[np.argsort(ev["t"], kind="stable")]
+        n_events += ev.size
+        if ev.size:  # published once its millisecond has passed, stamped at its first event
+            msg = _packet(ev, len(packets), T0 + int(ev["t"][0]))
+            packets.append((lo + 1_000_000, EVENTS, msg))
+    images, gt = [], GroundTruth()
+    for c in range(int(seconds * 1e9) // loop.period_ns + 1):
+        base = c * loop.period_ns
+        for f, t in enumerate(loop.frame_t):
+            if base + t < seconds * 1e9:
+                img, info = image_msgs(T0 + base + int(t), loop.frames[f], loop.K)
+                images += [(base + int(t), INFO, info), (base + int(t), IMAGE, img)]
+                if loop.pose_deg is not None:
+                    gt.poses[T0 + base + int(t)] = loop.pose_deg[f]
+        for t, p, v in zip(loop.gt_t, loop.gt_points, loop.gt_visible, strict=True):
+            if base + t < seconds * 1e9:
+                gt.points[T0 + base + int(t)] = (np.asarray(p, np.float64), np.asarray(v))
+    return {"packets": packets, "images": images, "gt": gt,
+            "event_rate": n_events / seconds, "face_event_rate": face_rate}  # fmt: skip
+
+
 def _feed(pipe: Pipeline, worker: LatestOnlyWorker, inputs: list) -> None:
+    calls = {EVENTS: pipe.on_events, INFO: pipe.on_camera_info, IMAGE: pipe.on_image}
     start = time.monotonic_ns()
     for t, kind, msg in inputs:
         delay = (start + t - time.monotonic_ns()) / 1e9
         if delay > 0:
             time.sleep(delay)
-        if kind == 0:
-            pipe.on_events(msg)
-        else:
-            pipe.on_image(msg)
+        calls[kind](msg)
         worker.notify()
 
 
-def _phase(config: PipelineConfig, inputs: list, seconds: float) -> tuple[Pipeline, list]:
+def _phase(config: PipelineConfig, inputs: list) -> tuple[Pipeline, list]:
     pipe = Pipeline.from_config(config)
     results: list = []
     worker = LatestOnlyWorker(pipe, results.append)
-    warm = [x for x in inputs if x[0] < 200_000_000]
-    for _, kind, msg in warm:  # compile kernels and warm the network outside the timing
-        (pipe.on_events if kind == 0 else pipe.on_image)(msg, 0)
+    for _, kind, msg in [x for x in inputs if x[0] < 200_000_000]:  # compile kernels, warm up
+        if kind == INFO:
+            pipe.on_camera_info(msg)
+            continue
+        (pipe.on_events if kind == EVENTS else pipe.on_image)(msg, 0)
         pipe.step(0, flush=True)
     pipe.reset()
     pipe.stats.__init__()
@@ -105,11 +283,61 @@ def _phase(config: PipelineConfig, inputs: list, seconds: float) -> tuple[Pipeli
     return pipe, results
 
 
+def _report(res: list, snap: dict[str, Any], gt: Any, seconds: float) -> dict[str, Any]:
+    """Figures of one phase: latency, compute, answers/s, stale drops, faces, NME."""
+    from training.replay import score
+
+    lat = np.array([r.latency_ms for r in res])
+    faces = int(sum(r.has_face for r in res))
+    stale = snap["drops"]["stale"]
+    metrics = score(res, gt) if gt is not None else None
+    pct = {f"p{q}_ms": float(np.percentile(lat, q)) if lat.size else None for q in (50, 90, 99)}
+    return {**pct, "compute_p50_ms": snap["compute_p50_ms"],
+            "compute_p99_ms": snap["compute_p99_ms"], "hz": len(res) / seconds,
+            "dropped_fraction": stale / max(stale + snap["targets"], 1), "results": len(res),
+            "faces": faces, "face_share": faces / len(res) if res else 0.0,
+            "nme": None if metrics is None else metrics.get("nme"),
+            "detect_runs": snap["detect_runs"], "metrics": metrics}  # fmt: skip
+
+
 def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str = "",
-                       device: str = "cpu") -> dict[str, Any]:  # fmt: skip
-    """Measure the pipeline (see the module docstring); returns the JSON-able result."""
-    packets, images = make_stream(seconds, event_rate)
-    notes = []
+                       device: str = "cpu", scenario: str = "face", bag: str | Path | None = None,
+                       scene_seconds: float = 3.0, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Measure the pipeline (see the module docstring); returns the JSON-able result.
+
+    Args:
+        seconds: seconds fed per phase.
+        event_rate: total events per second.
+        model: checkpoint (default: the shipped weights).
+        device: network device.
+        scenario: one of :data:`SCENARIOS`.
+        bag: ``face``: a recording with ground truth to loop (default: the cached synthetic one).
+        scene_seconds: ``face``: length of the synthetic recording generated.
+        seed: synthetic scene and noise seed.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose {SCENARIOS}")
+    notes: list[str] = []
+    extra: dict[str, Any] = {}
+    gt = None
+    if scenario == "face":
+        from training.data import load_bag_arrays
+
+        source = Path(bag) if bag is not None else synth_recording(scene_seconds, seed)
+        loop = mirror_loop(load_bag_arrays(source))
+        s = face_stream(loop, seconds, event_rate, seed)
+        packets, images, gt = s["packets"], s["images"], s["gt"]
+        extra = {"recording": str(source), "loop_s": loop.period_ns / 1e9,
+                 "face_event_rate_mev_s": s["face_event_rate"] / 1e6}  # fmt: skip
+        event_rate = s["event_rate"]
+        del loop
+    else:
+        pk, im = blob_stream(seconds, event_rate, seed)
+        packets = [(t, EVENTS, m) for t, m in pk]
+        images = [(t, IMAGE, m) for t, m in im]
+    sizes = [m.events.size for _, _, m in packets]
+    sizes += [m.data.size for _, k, m in images if k == IMAGE]
+    inputs_mb = sum(sizes) / 2**20
     with tempfile.TemporaryDirectory() as tmp:
         path = model or str(default_model_path())
         weights = path
@@ -120,29 +348,51 @@ def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str
             weights, kw = "random lite (no trained weights found)", {"detect_threshold": 0.0}
             notes.append("trained weights missing: random-weight lite network, detection forced")
         base = PipelineConfig(model=path, device=device, **kw)
-        fused_in = sorted([(t, 0, m) for t, m in packets] + [(t, 1, m) for t, m in images],
-                          key=lambda x: (x[0], x[1]))  # fmt: skip
-        pipe, res = _phase(base, fused_in, seconds)
+        fused_in = sorted(packets + images, key=lambda x: (x[0], x[1]))
+        pipe, res = _phase(base, fused_in)
         snap = pipe.snapshot()
-        lat = np.array([r.latency_ms for r in res])
-        images_in = max(snap["images"], 1)
-        ev_pipe, ev_res = _phase(base.replace(mode="events", rate_hz=200.0),
-                                 [(t, 0, m) for t, m in packets], seconds)  # fmt: skip
+        del pipe, fused_in
+        ev_pipe, ev_res = _phase(base.replace(mode="events", rate_hz=200.0), packets)
+        ev_snap = ev_pipe.snapshot()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {
-        "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
-        "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
-        "compute_p50_ms": snap["compute_p50_ms"],
-        "peak_rss_mb": peak,
-        "events_mode_hz": len(ev_res) / seconds,
-        "dropped_fraction": snap["drops"]["stale"] / images_in,
-        "results": len(res),
-        "faces": int(sum(r.has_face for r in res)),
-        "images": snap["images"],
-        "event_rate_mev_s": event_rate / 1e6,
-        "events_mode_compute_p50_ms": ev_pipe.snapshot()["compute_p50_ms"],
-        "seconds": seconds,
-        "weights": weights,
-        "device": device,
-        "notes": notes,
-    }
+    fused, events = _report(res, snap, gt, seconds), _report(ev_res, ev_snap, gt, seconds)
+    fused.pop("hz")
+    return {"scenario": scenario, **fused, "images": snap["images"], "peak_rss_mb": peak,
+            **{f"events_mode_{k}": v for k, v in events.items()},
+            "event_rate_mev_s": event_rate / 1e6, **extra, "inputs_mb": inputs_mb,
+            "seconds": seconds, "weights": weights, "device": device, "notes": notes}  # fmt: skip
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``facealign bench pipeline`` (also ``python -m training.bench.pipeline``)."""
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--scenario", choices=SCENARIOS, default="face",
+                   help="face: one synthetic face; search: none, search every frame")  # fmt: skip
+    p.add_argument("--seconds", type=float, default=4.0, help="seconds fed per phase")
+    p.add_argument("--event-rate", type=float, default=5e6, help="events per second")
+    p.add_argument("--model", default="", help="checkpoint (default: shipped weights)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--bag", default=None, help="face: recording with ground truth to loop")
+    p.add_argument("--seed", type=int, default=0, help="synthetic scene and noise seed")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training.bench.pipeline [--scenario search] [--json]``."""
+    parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.event_rate < 0:
+        sys.stderr.write("bench pipeline: --seconds > 0 and --event-rate >= 0 please\n")
+        return 2
+    result = run_pipeline_bench(args.seconds, args.event_rate, args.model, args.device,
+                                args.scenario, args.bag, seed=args.seed)  # fmt: skip
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        for key, value in result.items():
+            sys.stdout.write(f"{key:<28} {value}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
