@@ -148,3 +148,30 @@ def test_roi_and_events_in_roi() -> None:
     assert np.allclose(C.transform_points([7 - x0, 9 - y0], As), C.transform_points([7, 9], A))
     outside = C.covering_roi(C.crop_affine(C.Box(-100.0, -100.0, 8.0), 16), 16, 346, 260)
     assert outside[0] == outside[2] or outside[1] == outside[3]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(0, 2000),
+    st.tuples(st.integers(0, 400), st.integers(0, 300), st.integers(0, 400), st.integers(0, 300)),
+    st.integers(0, 2**31),
+)
+def test_events_in_roi_equals_the_mask_definition(n: int, roi: tuple, seed: int) -> None:
+    from facealign_ros.events import EVENT_DTYPE
+    from facealign_ros.face.crop import events_in_roi
+
+    rng = np.random.default_rng(seed)
+    ev = np.zeros(n, EVENT_DTYPE)
+    ev["t"] = np.sort(rng.integers(0, 10**9, n))
+    ev["x"], ev["y"], ev["p"] = (
+        rng.integers(0, 400, n),
+        rng.integers(0, 300, n),
+        rng.integers(0, 2, n),
+    )
+    x0, y0, x1, y1 = roi
+    keep = (ev["x"] >= x0) & (ev["x"] < x1) & (ev["y"] >= y0) & (ev["y"] < y1)
+    expect = ev[keep]
+    expect["x"] -= np.uint16(x0)
+    expect["y"] -= np.uint16(y0)
+    got = events_in_roi(ev, roi)
+    assert got.dtype == EVENT_DTYPE and np.array_equal(got, expect)

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
+import numba as nb
 import numpy as np
 
-from facealign_ros.events.types import as_events
+from facealign_ros.events.types import EVENT_DTYPE, as_events
 
 
 @dataclass(frozen=True)
@@ -175,12 +176,32 @@ def warp_chw(rep: np.ndarray, A: np.ndarray, out_size: int) -> np.ndarray:
 
 
 def events_in_roi(events: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
-    """Events inside ``[x0, x1) x [y0, y1)``, with x, y shifted to the region's origin (copy)."""
-    x0, y0, x1, y1 = roi
+    """Events inside ``[x0, x1) x [y0, y1)``, with x, y shifted to the region's origin (copy).
+
+    One pass of a numba kernel over the 16-byte records (the window of a 5 Mev/s stream holds
+    ~150 k events; a numpy mask + take costs 2-7 ms there, this ~1.3 ms).
+    """
+    x0, y0, x1, y1 = (int(v) for v in roi)
     ev = as_events(events)
-    x, y = ev["x"], ev["y"]
-    keep = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
-    out = ev[keep]
-    out["x"] -= np.uint16(x0)
-    out["y"] -= np.uint16(y0)
-    return out
+    out = np.empty(ev.size, EVENT_DTYPE)
+    if ev.size == 0 or x1 <= x0 or y1 <= y0:
+        return out[:0]
+    words = ev.view(np.uint16).reshape(-1, 8)  # x, y are uint16 words 4 and 5 of a record
+    k = _roi_copy(words, max(x0, 0), max(y0, 0), x1, y1, x0, y0, out.view(np.uint16).reshape(-1, 8))
+    return out[:k]
+
+
+@nb.njit(cache=True, nogil=True)
+def _roi_copy(words, lo_x, lo_y, x1, y1, x0, y0, out):  # pragma: no cover - numba
+    """Copy records with ``lo_x <= x < x1``, ``lo_y <= y < y1``; x -= x0, y -= y0."""
+    k = 0
+    for i in range(words.shape[0]):
+        xi = words[i, 4]
+        yi = words[i, 5]
+        if xi >= lo_x and xi < x1 and yi >= lo_y and yi < y1:
+            for j in range(8):
+                out[k, j] = words[i, j]
+            out[k, 4] = xi - x0
+            out[k, 5] = yi - y0
+            k += 1
+    return k
