@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("--bag", help="face: a recording with ground truth to loop instead")
     pl.add_argument("--seed", type=int, default=0, help="face: seed of the synthetic recording")
+    pl.add_argument("--threads", type=int, help="torch threads (default: the node's, 1)")
     sy = bench_sub.add_parser(
         "synth", help="synthetic engine: seconds of data per wall second; training samples/s"
     )
@@ -105,6 +106,7 @@ def _bench(args: argparse.Namespace) -> int:
             scenario=args.scenario,
             bag=args.bag,
             seed=args.seed,
+            threads=args.threads,
         )
     elif args.bench_target == "synth":
         from training.bench.data import bench_samples

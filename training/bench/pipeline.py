@@ -302,7 +302,8 @@ def _report(res: list, snap: dict[str, Any], gt: Any, seconds: float) -> dict[st
 
 def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str = "",
                        device: str = "cpu", scenario: str = "face", bag: str | Path | None = None,
-                       scene_seconds: float = 3.0, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+                       scene_seconds: float = 3.0, seed: int = 0,
+                       threads: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Measure the pipeline (see the module docstring); returns the JSON-able result.
 
     Args:
@@ -314,6 +315,7 @@ def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str
         bag: ``face``: a recording with ground truth to loop (default: the cached synthetic one).
         scene_seconds: ``face``: length of the synthetic recording generated.
         seed: synthetic scene and noise seed.
+        threads: torch intra-op threads (None: the pipeline's default, 1).
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose {SCENARIOS}")
@@ -341,11 +343,12 @@ def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str
     with tempfile.TemporaryDirectory() as tmp:
         path = model or str(default_model_path())
         weights = path
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = {} if threads is None else {"torch_threads": int(threads)}
         if not Path(path).is_file():
             path = str(Path(tmp) / "random_lite.safetensors")
             _random_checkpoint(Path(path))
-            weights, kw = "random lite (no trained weights found)", {"detect_threshold": 0.0}
+            weights = "random lite (no trained weights found)"
+            kw["detect_threshold"] = 0.0
             notes.append("trained weights missing: random-weight lite network, detection forced")
         base = PipelineConfig(model=path, device=device, **kw)
         fused_in = sorted(packets + images, key=lambda x: (x[0], x[1]))
