@@ -99,7 +99,8 @@ class FaceStage:
         detected = False
         box = tr.box()
         if box is not None and tr.track is not None:
-            warm = c.warm_start and tr.track.frames > 1
+            anchor = tr.track.frames % c.warm_anchor_every == 0
+            warm = c.warm_start and tr.track.frames > 1 and not anchor
             init = tr.track.points if warm else None
             stages = min(c.warm_stages, self.model.num_stages) if warm else None
             out = self.model.align([box], events, rgb, size, t, init, stages)

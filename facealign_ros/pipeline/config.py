@@ -48,9 +48,11 @@ class PipelineConfig:
         detect_candidates: crops scored per search (the most event-/texture-active ones).
         min_face_px: smallest face box side searched, sensor pixels.
         warm_start: start the model from the previous landmarks when tracking (fewer stages).
-            Off by default: with the shipped lite weights it drifts in scale over a few seconds
-            (measured with ``facealign replay``; docs/MODEL_CARD.md).
+            Alone it lets the shipped lite weights drift in scale (+0.5 % a frame), hence
+            ``warm_anchor_every`` (docs/MODEL_CARD.md).
         warm_stages: stages run in a warm start (the finest ones).
+        warm_anchor_every: with ``warm_start``, every this-many tracked frames runs all stages
+            from the mean shape instead (re-anchors the scale a warm start lets drift).
         smoothing: One-Euro smoothing of the landmarks of a tracked face.
         smoothing_min_cutoff: One-Euro minimum cut-off frequency, Hz.
         smoothing_beta: One-Euro speed coefficient (per face-box side per second).
@@ -81,8 +83,9 @@ class PipelineConfig:
     detect_interval_ms: float = 100.0
     detect_candidates: int = 6
     min_face_px: int = 32
-    warm_start: bool = False
+    warm_start: bool = True
     warm_stages: int = 1
+    warm_anchor_every: int = 2
     smoothing: bool = False
     smoothing_min_cutoff: float = 1.0
     smoothing_beta: float = 0.5
@@ -165,6 +168,7 @@ PARAMETER_RANGES: dict[str, tuple[float, float]] = {
     "detect_candidates": (1, 64),
     "min_face_px": (8, 4096),
     "warm_stages": (1, 8),
+    "warm_anchor_every": (1, 1000),
     "smoothing_min_cutoff": (0.01, 100.0),
     "smoothing_beta": (0.0, 100.0),
     "pose_min_confidence": (0.0, 1.0),
