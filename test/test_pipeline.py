@@ -295,3 +295,23 @@ def test_config_validation():
     cfg = PipelineConfig(mode="events")
     assert PipelineConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.model_path.name == "cmfa_lite.safetensors"
+
+
+def test_warm_start_is_re_anchored_by_cold_passes(model, bag_msgs, monkeypatch):
+    calls = []
+    real = model.align
+
+    def spy(boxes, events, rgb, size, t, init_points=None, stages=None):
+        calls.append((init_points is not None, stages))
+        return real(boxes, events, rgb, size, t, init_points, stages)
+
+    monkeypatch.setattr(model, "align", spy)
+    run(make_pipe(model, warm_start=True, warm_anchor_every=2, track_threshold=0.0), bag_msgs)
+    tracked = calls[2:]  # after the search (candidates) and its refinement
+    warm = [c for c in tracked if c[0]]
+    cold = [c for c in tracked if not c[0]]
+    assert warm and cold and all(s == 1 for _, s in warm) and all(s is None for _, s in cold)
+    assert abs(len(warm) - len(cold)) <= 1  # every second tracked frame is a cold pass
+    calls.clear()
+    run(make_pipe(model, warm_start=False, track_threshold=0.0), bag_msgs)
+    assert not any(init for init, _ in calls)
