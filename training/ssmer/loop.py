@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -43,13 +43,12 @@ from training.trainer.sampler import derive_seed
 from training.trainer.state import (
     MODEL_FILE,
     ResumeError,
-    latest_checkpoint,
     load_training_state,
-    optimizer_from_flat,
     optimizer_to_flat,
+    restore_run_state,
+    resume_path,
     rng_state,
     save_training_checkpoint,
-    set_rng_state,
 )
 
 LOG = logging.getLogger(__name__)
@@ -176,23 +175,12 @@ class Pretrainer:
                 "(training goes on, but not bit-exactly)",
                 ", ".join(changed),
             )
-        model.load_state_dict(load_file(str(ckpt / MODEL_FILE)), strict=True)
-        opt.load_state_dict(optimizer_from_flat(state.tensors, state.meta["optimizer"]))
-        sched.load_state_dict(state.meta["scheduler"])
-        if state.meta.get("scaler"):
-            scaler.load_state_dict(state.meta["scaler"])
-        set_rng_state(state.tensors, state.meta["rng"])
+        restore_run_state(ckpt, state, model, opt, sched, scaler)
         LOG.info("resumed from %s at step %d", ckpt, state.step)
         return state.step
 
     def _resume_path(self) -> Path | None:
-        mode = self.cfg.run.resume
-        if mode == "never":
-            return None
-        if mode == "auto":
-            return latest_checkpoint(self.ckpt_dir)
-        path = Path(mode)
-        return latest_checkpoint(path) or path if path.is_dir() else path
+        return resume_path(self.cfg.run.resume, self.ckpt_dir)
 
     def _save(self, model: SimSiam, opt: Any, sched: Any, scaler: Any, step: int) -> None:
         if self.env.is_main:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -31,10 +30,9 @@ from training.trainer.sampler import EpochSampler
 from training.trainer.state import (
     MODEL_FILE,
     ResumeError,
-    latest_checkpoint,
     load_training_state,
-    optimizer_from_flat,
-    set_rng_state,
+    restore_run_state,
+    resume_path,
 )
 
 LOG = logging.getLogger(__name__)
@@ -69,27 +67,14 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- setup
     def _resume_path(self) -> Path | None:
-        mode = self.cfg.run.resume
-        if mode == "never":
-            return None
-        if mode == "auto":
-            return latest_checkpoint(self.ckpt_dir)
-        path = Path(mode)
-        if path.is_dir() and not (path / MODEL_FILE).is_file():
-            return latest_checkpoint(path) or path  # a run's checkpoint folder
-        return path
+        return resume_path(self.cfg.run.resume, self.ckpt_dir)
 
     def _restore(self, ckpt: Path, model: CMFA, opt: Any, sched: Any, scaler: Any) -> int:
         state = load_training_state(ckpt)
         meta = read_metadata(ckpt / MODEL_FILE)
         if meta.config != model.config:
             raise ResumeError(f"{ckpt}: its network config differs from this run's")
-        model.load_state_dict(load_file(str(ckpt / MODEL_FILE)), strict=True)
-        opt.load_state_dict(optimizer_from_flat(state.tensors, state.meta["optimizer"]))
-        sched.load_state_dict(state.meta["scheduler"])
-        if state.meta.get("scaler"):
-            scaler.load_state_dict(state.meta["scaler"])
-        set_rng_state(state.tensors, state.meta["rng"])
+        restore_run_state(ckpt, state, model, opt, sched, scaler)
         sam = state.meta.get("sampler", {})
         now = {"world_size": self.env.world_size, "batch_size": self.cfg.data.batch_size}
         if any(sam.get(k) != v for k, v in now.items()):

@@ -240,3 +240,33 @@ def load_training_state(ckpt: Path) -> TrainingState:
     except (KeyError, json.JSONDecodeError) as exc:
         raise ResumeError(f"{path}: bad training-state metadata ({exc})") from exc
     return TrainingState(step=int(meta["step"]), meta=meta, tensors=tensors)
+
+
+def resume_path(mode: str, ckpt_dir: Path) -> Path | None:
+    """The checkpoint a run resumes from (None: start fresh).
+
+    ``never`` -> None; ``auto`` -> the latest in ``ckpt_dir`` (None if none); a checkpoint
+    directory -> itself; a run's checkpoint folder -> its latest checkpoint.
+    """
+    if mode == "never":
+        return None
+    if mode == "auto":
+        return latest_checkpoint(ckpt_dir)
+    path = Path(mode)
+    if path.is_dir() and not (path / MODEL_FILE).is_file():
+        return latest_checkpoint(path) or path  # a run's checkpoint folder
+    return path
+
+
+def restore_run_state(
+    ckpt: Path, state: TrainingState, model: torch.nn.Module, opt: Any, sched: Any, scaler: Any
+) -> None:
+    """Load a checkpoint's weights, optimizer, scheduler, grad scaler and global RNG states."""
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(Path(ckpt) / MODEL_FILE)), strict=True)
+    opt.load_state_dict(optimizer_from_flat(state.tensors, state.meta["optimizer"]))
+    sched.load_state_dict(state.meta["scheduler"])
+    if state.meta.get("scaler"):
+        scaler.load_state_dict(state.meta["scaler"])
+    set_rng_state(state.tensors, state.meta["rng"])
