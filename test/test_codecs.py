@@ -442,3 +442,20 @@ def test_evt3_burst_loop_resumes_when_out_is_full() -> None:
     for loop in ("bursts", "words"):
         ev, _, stats = decode_with(loop, payload, size=(2048, 4))
         assert np.array_equal(ev["x"], np.arange(1800)) and stats.dropped_out_of_range == 0
+
+
+@pytest.mark.parametrize("encoding", ["evt3", "mono", "libcaer", "libcaer_cmp"])
+def test_decoded_events_are_the_callers_own(encoding: str) -> None:
+    rng = np.random.default_rng(4)
+    t = np.sort(rng.integers(0, 10**6, 200)) * 1000
+    ev = make_events(t, rng.integers(0, W, 200), rng.integers(0, H, 200), rng.integers(0, 2, 200))
+    if encoding in ("evt3", "mono"):
+        payload = np.frombuffer(encode(ev, encoding, W, H), np.uint8).copy()
+    else:  # any bytes: what matters is that nothing aliases them
+        payload = np.random.default_rng(0).integers(0, 256, 8 * 64, dtype=np.uint8)
+    dec = Decoder(encoding, W, H)
+    first = dec.decode(payload)
+    assert first.flags.writeable and not np.may_share_memory(first, payload)
+    kept = first.copy()
+    dec.decode(payload)  # a second call must not touch the first result
+    assert np.array_equal(first, kept)

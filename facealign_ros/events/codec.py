@@ -101,7 +101,8 @@ class Decoder:
         Returns:
             :data:`EVENT_DTYPE` events in stream order. Trigger events of this packet are in
             :attr:`last_triggers`. Bad words, trailing partial words and out-of-range events are
-            counted in :attr:`stats`, never raised.
+            counted in :attr:`stats`, never raised. The array is the caller's: fresh, writable,
+            never a view of ``payload`` nor kept by the decoder.
 
         Raises:
             DecodeError: for a big-endian payload or a payload that is not bytes.

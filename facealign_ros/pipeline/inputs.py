@@ -154,7 +154,11 @@ class EventStream:
             raise InputError("bad_packet", f"cannot decode event packet: {exc}") from None
         if events.size == 0:
             return 0
-        events = np.array(events, copy=True)
+        payload = getattr(msg, "events", None)
+        if not events.flags.writeable or (
+            isinstance(payload, np.ndarray) and np.may_share_memory(events, payload)
+        ):
+            events = events.copy()  # t is rewritten below: never touch the message's memory
         self.clock.observe(stamp, int(events["t"][0]))
         events["t"] = self.clock.to_ros(events["t"])
         t = events["t"]
