@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Sequence
 
@@ -126,18 +125,17 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
-
-
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse ``argv``; ``KEY=VALUE`` overrides of ``train``/``pretrain`` may follow options.
 
     argparse takes a positional list only once, so overrides after an option
     (``--init-from X a.b=1``) would be "unrecognized"; they are appended to ``overrides``.
     """
+    from training.train import is_override  # argparse only: cheap
+
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command in ("train", "pretrain") and all(_OVERRIDE.match(x) for x in extra):
+        if args.command in ("train", "pretrain") and all(map(is_override, extra)):
             args.overrides = [*(args.overrides or []), *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
     from training.trainer.distributed import DistEnv
 
 LOG = logging.getLogger("training.train")
+_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
+
+
+def is_override(text: str) -> bool:
+    """True for a dotted ``section.key=value`` config override."""
+    return _OVERRIDE.match(text) is not None
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -140,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
     _add_train_arguments(parser)
     args, extra = parser.parse_known_args(argv)
-    if any("=" not in x or x.startswith("-") for x in extra):
+    if not all(is_override(x) for x in extra):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = [*(args.overrides or []), *extra]  # KEY=VALUE after options
     return run_train(args)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from pathlib import Path
 from typing import Any
+
+from training.train import is_override
 
 LOG = logging.getLogger("training.ssmer")
 
@@ -51,9 +52,6 @@ def add_pretrain_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
-
-
 def split_bags(items: list[str]) -> tuple[list[str], list[str]]:
     """``--bags`` items -> ``(bags, overrides)``.
 
@@ -62,8 +60,8 @@ def split_bags(items: list[str]) -> tuple[list[str], list[str]]:
     """
     bags, overrides = [], []
     for item in items:
-        is_override = _OVERRIDE.match(item) is not None and not Path(item).exists()
-        (overrides if is_override else bags).append(item)
+        override = is_override(item) and not Path(item).exists()
+        (overrides if override else bags).append(item)
     return bags, overrides
 
 

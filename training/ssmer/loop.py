@@ -215,11 +215,8 @@ class Pretrainer:
             torch.manual_seed(cfg.run.seed)
             model = SimSiam(self.net, cfg.model.proj_dim, cfg.model.pred_dim)
         model.to(device)
-        opt = build.build_optimizer(model, cfg.optim)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: build.lr_factor(s, cfg.schedule))
+        opt, sched, scaler, amp = build.build_optimization(model, cfg.optim, cfg.schedule, device)
         cuda = device.type == "cuda"
-        amp = cfg.optim.amp if cuda else "none"
-        scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
         resume = self._resume_path()
         step = self._restore(resume, model, opt, sched, scaler) if resume else 0
         ddp: nn.Module = model
@@ -383,9 +380,9 @@ class _RunLog:
     def _collapse_check(self, line: Mapping[str, float]) -> None:
         """Warn when the encoder features' spread falls far below its best (collapse).
 
-        A fresh encoder's features share a large common component (ratio ~0.03 on synthetic
-        windows); training spreads them (~0.5). A collapse shows as the ratio falling back:
-        below a quarter of its best for three logs in a row.
+        Training spreads the features (0.40 -> 0.51 over 600 lite steps on synthetic windows);
+        a collapse shows as the ratio falling back: below a quarter of its best for three logs
+        in a row.
         """
         ratio = line["collapse_ratio"]
         self.best = max(self.best, ratio)

@@ -259,6 +259,20 @@ def build_optimizer(model: nn.Module, optim: OptimSection) -> torch.optim.AdamW:
     )
 
 
+def build_optimization(
+    model: nn.Module, optim: OptimSection, schedule: ScheduleSection, device: torch.device
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, torch.amp.GradScaler, str]:
+    """``(optimizer, LR scheduler, grad scaler, amp mode)`` of a run on ``device``.
+
+    AMP (``optim.amp``) is used on CUDA only ("none" on the CPU); the scaler is enabled for fp16.
+    """
+    opt = build_optimizer(model, optim)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, schedule))
+    amp = optim.amp if device.type == "cuda" else "none"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+    return opt, sched, scaler, amp
+
+
 def lr_factor(step: int, schedule: ScheduleSection) -> float:
     """LR multiplier at ``step``: linear warmup from 1/warmup, then cosine to ``min_lr_ratio``."""
     if step < schedule.warmup_steps:

@@ -96,23 +96,17 @@ class Trainer:
         resume = self._resume_path()
         mean = None if resume else build.dataset_mean_shape(train_ds, cfg.model.mean_shape_samples)
         model = build.build_model(net, mean, seed)
+        preprocessing = build.dataset_metadata(train_ds)[1]
         if resume is None and cfg.model.init_from:
-            n = build.load_init_checkpoint(
-                model, cfg.model.init_from, build.dataset_metadata(train_ds)[1]
-            )
+            n = build.load_init_checkpoint(model, cfg.model.init_from, preprocessing)
             LOG.info("initialised %d tensors from %s", n, cfg.model.init_from)
         if resume is None and cfg.model.init_event_encoder:
-            build.check_encoder_input(
-                cfg.model.init_event_encoder, build.dataset_metadata(train_ds)[1]
-            )
+            build.check_encoder_input(cfg.model.init_event_encoder, preprocessing)
             n = build.load_event_encoder(model, cfg.model.init_event_encoder)
             LOG.info("event backbone: %d tensors from %s", n, cfg.model.init_event_encoder)
         model.to(device)
-        opt = build.build_optimizer(model, cfg.optim)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: build.lr_factor(s, cfg.schedule))
+        opt, sched, scaler, amp = build.build_optimization(model, cfg.optim, cfg.schedule, device)
         cuda = device.type == "cuda"
-        amp = cfg.optim.amp if cuda else "none"
-        scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
         step = self._restore(resume, model, opt, sched, scaler) if resume else 0
         ddp: nn.Module = model
         if env.enabled:
