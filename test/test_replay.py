@@ -71,6 +71,19 @@ def test_replay_refuses_existing_output_and_bad_model(synth_bag, tmp_path, capsy
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_replay_param_sets_node_parameters_and_rejects_unknown_ones(synth_bag, tmp_path, capsys):
+    from training.replay import _config
+
+    args = cli(["replay", str(synth_bag), "-o", str(tmp_path / "o"), "--param", "warm_start=false",
+                "--param", "warm_anchor_every=3", "--detect-threshold", "0.2"])  # fmt: skip
+    cfg = _config(args)
+    assert (cfg.warm_start, cfg.warm_anchor_every, cfg.detect_threshold) == (False, 3, 0.2)
+    bad = cli(["replay", str(synth_bag), "-o", str(tmp_path / "o3"), "--param", "bogus=1"])
+    assert run_replay(bad) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert not (tmp_path / "o3").exists()
+
+
 def test_score_known_answers(synth_bag):
     gt = GroundTruth()
     with BagReader(synth_bag) as bag:

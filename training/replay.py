@@ -248,19 +248,33 @@ def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--smoothing", action="store_true", help="One-Euro smoothing of landmarks")
     p.add_argument("--detect-threshold", type=float, help="face search threshold (node parameter)")
     p.add_argument("--track-threshold", type=float, help="keep-tracking threshold (node parameter)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other node parameter (config/facealign.yaml), e.g. warm_start=false",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
-    extra = {
-        k: getattr(args, k)
-        for k in ("detect_threshold", "track_threshold")
-        if getattr(args, k, None) is not None
-    }
-    return PipelineConfig(mode=args.mode, rate_hz=args.rate, model=args.model,
-                          device=args.device, smoothing=args.smoothing, **extra)  # fmt: skip
+    import yaml
+
+    extra: dict[str, Any] = {}
+    for item in getattr(args, "param", []):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param {item!r}: expected KEY=VALUE")
+        extra[key.strip()] = yaml.safe_load(value)
+    for k in ("detect_threshold", "track_threshold"):
+        if getattr(args, k, None) is not None:
+            extra[k] = getattr(args, k)
+    base = {"mode": args.mode, "rate_hz": args.rate, "model": args.model,
+            "device": args.device, "smoothing": args.smoothing}  # fmt: skip
+    return PipelineConfig.from_dict({**base, **extra})
 
 
 def print_summary(summary: dict[str, Any]) -> None:
