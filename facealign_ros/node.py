@@ -190,7 +190,8 @@ class AlignNode(LifecycleNode):  # type: ignore[misc,valid-type]
         try:
             self.config, self.options = split_parameters(self._values())
             self.pipeline = Pipeline.from_config(self.config, self.get_logger().warning)
-        except (ValueError, ModelLoadError) as exc:
+            self.pipeline.model.warm_up(self.config.warm_stages)
+        except (ValueError, RuntimeError, ModelLoadError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(
@@ -209,6 +210,7 @@ class AlignNode(LifecycleNode):  # type: ignore[misc,valid-type]
 
         if self.pipeline is None and self.config is not None:  # GPU freed by deactivate
             self.pipeline = Pipeline.from_config(self.config, self.get_logger().warning)
+            self.pipeline.model.warm_up(self.config.warm_stages)
         pipe, opts = self.pipeline, self.options
         for topic, typename, cb in (
             (opts["events_topic"], "event_camera_msgs/msg/EventPacket", pipe.on_events),

@@ -301,9 +301,9 @@ def test_warm_start_is_re_anchored_by_cold_passes(model, bag_msgs, monkeypatch):
     calls = []
     real = model.align
 
-    def spy(boxes, events, rgb, size, t, init_points=None, stages=None):
+    def spy(boxes, events, rgb, size, t, init_points=None, stages=None, rgb_key=None):
         calls.append((init_points is not None, stages))
-        return real(boxes, events, rgb, size, t, init_points, stages)
+        return real(boxes, events, rgb, size, t, init_points, stages, rgb_key)
 
     monkeypatch.setattr(model, "align", spy)
     run(make_pipe(model, warm_start=True, warm_anchor_every=2, track_threshold=0.0), bag_msgs)

@@ -38,6 +38,15 @@ class Box:
         """The same box with its side multiplied by ``factor``."""
         return Box(self.cx, self.cy, self.side * factor)
 
+    def near(self, other: Box, tolerance: float) -> bool:
+        """True when ``other``'s centre and side are within ``tolerance`` x this side of ours."""
+        lim = tolerance * self.side
+        return (
+            abs(other.cx - self.cx) <= lim
+            and abs(other.cy - self.cy) <= lim
+            and abs(other.side - self.side) <= lim
+        )
+
     def as_roi(self) -> tuple[float, float, float, float]:
         """``(xmin, ymin, xmax, ymax)`` continuous edges of the box, pixels."""
         h = self.side / 2
@@ -179,29 +188,37 @@ def events_in_roi(events: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndar
     """Events inside ``[x0, x1) x [y0, y1)``, with x, y shifted to the region's origin (copy).
 
     One pass of a numba kernel over the 16-byte records (the window of a 5 Mev/s stream holds
-    ~150 k events; a numpy mask + take costs 2-7 ms there, this ~1.3 ms).
+    ~150 k events; a numpy mask + take costs 2-7 ms there, this ~0.4 ms).
     """
     x0, y0, x1, y1 = (int(v) for v in roi)
     ev = as_events(events)
     out = np.empty(ev.size, EVENT_DTYPE)
     if ev.size == 0 or x1 <= x0 or y1 <= y0:
         return out[:0]
-    words = ev.view(np.uint16).reshape(-1, 8)  # x, y are uint16 words 4 and 5 of a record
-    k = _roi_copy(words, max(x0, 0), max(y0, 0), x1, y1, x0, y0, out.view(np.uint16).reshape(-1, 8))
+    words = ev.view(np.uint64).reshape(-1, 2)
+    k = _roi_copy(words, max(x0, 0), max(y0, 0), x1, y1, x0, y0, out.view(np.uint64).reshape(-1, 2))
     return out[:k]
 
 
 @nb.njit(cache=True, nogil=True)
 def _roi_copy(words, lo_x, lo_y, x1, y1, x0, y0, out):  # pragma: no cover - numba
-    """Copy records with ``lo_x <= x < x1``, ``lo_y <= y < y1``; x -= x0, y -= y0."""
+    """Copy records with ``lo_x <= x < x1``, ``lo_y <= y < y1``; x -= x0, y -= y0.
+
+    ``words``/``out`` are the records as ``(n, 2)`` uint64 (``t``; then ``x | y << 16 | p << 32``
+    little-endian). Branch-free: every record is written at the output cursor, which advances
+    only for records inside (noise makes the test unpredictable: a branch mispredicts often);
+    the cursor never passes the input index, so ``out`` as long as ``words`` is enough.
+    """
     k = 0
+    shift = np.uint64(x0 & 0xFFFF) | (np.uint64(y0 & 0xFFFF) << np.uint64(16))
     for i in range(words.shape[0]):
-        xi = words[i, 4]
-        yi = words[i, 5]
-        if xi >= lo_x and xi < x1 and yi >= lo_y and yi < y1:
-            for j in range(8):
-                out[k, j] = words[i, j]
-            out[k, 4] = xi - x0
-            out[k, 5] = yi - y0
-            k += 1
+        w = words[i, 1]
+        xi = np.int64(w & np.uint64(0xFFFF))
+        yi = np.int64((w >> np.uint64(16)) & np.uint64(0xFFFF))
+        out[k, 0] = words[i, 0]
+        # x - x0 and y - y0 with their own 16-bit wrap (kept records never wrap)
+        lo = ((w & np.uint64(0xFFFF)) - (shift & np.uint64(0xFFFF))) & np.uint64(0xFFFF)
+        hi = ((w & np.uint64(0xFFFF0000)) - (shift & np.uint64(0xFFFF0000))) & np.uint64(0xFFFF0000)
+        out[k, 1] = (w & ~np.uint64(0xFFFFFFFF)) | hi | lo
+        k += (xi >= lo_x) & (xi < x1) & (yi >= lo_y) & (yi < y1)
     return k

@@ -213,13 +213,51 @@ class CMFA(nn.Module):
         if rgb is None and event is None:
             raise ValueError("CMFA needs at least one of rgb and event")
         batch = event.shape[0] if event is not None else rgb.shape[0]  # type: ignore[union-attr]
-        device = self.mean_shape.device
+        rgb_present, event_present = self._modality_masks(
+            batch, self.mean_shape.device, rgb_present, event_present
+        )
+        return self.decode(
+            self.encode_rgb(rgb),
+            self.encode_event(event),
+            init_landmarks=init_landmarks,
+            stages=stages,
+            rgb_present=rgb_present,
+            event_present=event_present,
+        )
+
+    def encode_rgb(self, rgb: Tensor | None) -> Tensor | None:
+        """RGB backbone: (B, rgb_channels, S, S) in [0, 1] -> (B, feature_dim, S/4, S/4)."""
+        return None if rgb is None else self.rgb_backbone((rgb - self.rgb_mean) / self.rgb_std)
+
+    def encode_event(self, event: Tensor | None) -> Tensor | None:
+        """Event backbone: (B, event_channels, S, S) -> (B, feature_dim, S/4, S/4)."""
+        return None if event is None else self.event_backbone(event)
+
+    def decode(
+        self,
+        rgb_map: Tensor | None,
+        ev_map: Tensor | None,
+        *,
+        init_landmarks: Tensor | None = None,
+        stages: int | None = None,
+        rgb_present: Tensor | None = None,
+        event_present: Tensor | None = None,
+    ) -> CMFAOutput:
+        """The coarse-to-fine stages on backbone feature maps (see :meth:`forward`).
+
+        Args:
+            rgb_map: :meth:`encode_rgb` output, or None (RGB absent).
+            ev_map: :meth:`encode_event` output, or None (events absent).
+            init_landmarks: as in :meth:`forward`.
+            stages: as in :meth:`forward`.
+            rgb_present: per-sample RGB mask (None: all present); not drawn here.
+            event_present: per-sample event mask (None: all present).
+        """
+        if rgb_map is None and ev_map is None:
+            raise ValueError("CMFA needs at least one of rgb and event")
+        batch = ev_map.shape[0] if ev_map is not None else rgb_map.shape[0]  # type: ignore[union-attr]
         cfg = self.config
         idx = self.stage_indices(stages, warm=init_landmarks is not None)
-        rgb_present, event_present = self._modality_masks(batch, device, rgb_present, event_present)
-
-        rgb_map = None if rgb is None else self.rgb_backbone((rgb - self.rgb_mean) / self.rgb_std)
-        ev_map = None if event is None else self.event_backbone(event)
         if init_landmarks is None:
             anchors = self.mean_shape.unsqueeze(0).expand(batch, -1, -1)
         else:

@@ -19,6 +19,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from facealign_ros.model.checkpoint import CheckpointMeta, load_checkpoint
 from facealign_ros.model.cmfa import CMFA
 from facealign_ros.model.config import CMFAConfig
+from facealign_ros.model.graphs import TracedGraphs
 
 ArrayLike = np.ndarray | Tensor
 
@@ -80,6 +81,8 @@ class FaceAligner:
         meta: Checkpoint metadata, if the model came from a checkpoint.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         optimize: Run an :func:`optimize_for_inference` copy (BatchNorm folded, channels-last).
+        trace: Run traced TorchScript graphs (:mod:`~facealign_ros.model.graphs`; same outputs,
+            less Python overhead); False runs the eager modules.
     """
 
     def __init__(
@@ -88,11 +91,13 @@ class FaceAligner:
         meta: CheckpointMeta | None = None,
         device: str | torch.device = "auto",
         optimize: bool = True,
+        trace: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         model = optimize_for_inference(model) if optimize else model
         self.model = model.to(self.device).eval()
         self.meta = meta
+        self.graphs = TracedGraphs(self.model, enabled=trace)
 
     @classmethod
     def from_checkpoint(
@@ -100,10 +105,11 @@ class FaceAligner:
         path: str | os.PathLike[str],
         device: str | torch.device = "auto",
         optimize: bool = True,
+        trace: bool = True,
     ) -> FaceAligner:
         """Load a checkpoint (raises :class:`~facealign_ros.model.checkpoint.CheckpointError`)."""
         model, meta = load_checkpoint(path, device="cpu")
-        return cls(model, meta, device, optimize)
+        return cls(model, meta, device, optimize, trace)
 
     @property
     def config(self) -> CMFAConfig:
@@ -143,6 +149,16 @@ class FaceAligner:
         return ev, im
 
     @torch.no_grad()
+    def rgb_features(self, rgb: ArrayLike) -> Tensor:
+        """RGB branch alone: (B, C_rgb, S, S) or (C_rgb, S, S) crop in [0, 1] -> feature map.
+
+        Pass the result as ``predict(..., rgb_features=...)`` to reuse one RGB frame's features
+        for several event windows over the same crop (events mode between RGB frames).
+        """
+        im = self._tensor(rgb, self.config.rgb_channels, "rgb")
+        return self.graphs.encode_rgb(im)
+
+    @torch.no_grad()
     def predict(
         self,
         event: ArrayLike | None,
@@ -150,6 +166,7 @@ class FaceAligner:
         *,
         init_landmarks: ArrayLike | None = None,
         stages: int | None = None,
+        rgb_features: Tensor | None = None,
     ) -> Alignment:
         """Align a batch of crops.
 
@@ -159,22 +176,52 @@ class FaceAligner:
             init_landmarks: (B, N, 2) or (N, 2) warm-start landmarks in this crop's [0, 1]
                 coordinates (e.g. the previous frame's, mapped into the new crop).
             stages: Stages to run (None = all; warm start runs the finest ones).
+            rgb_features: :meth:`rgb_features` of this batch's RGB crops, instead of ``rgb``.
 
         Returns:
             :class:`Alignment` with numpy arrays.
         """
-        ev, im = self.preprocess(event, rgb)
+        if rgb_features is not None:
+            if rgb is not None:
+                raise ValueError("give rgb or rgb_features, not both")
+            if event is None:
+                raise ValueError("rgb_features need an event input (or pass rgb)")
+            ev, _ = self.preprocess(event, None)
+            if rgb_features.shape[0] != ev.shape[0]:
+                raise ValueError(
+                    f"batch sizes differ: event {ev.shape[0]}, rgb_features {rgb_features.shape[0]}"
+                )
+            rgb_map = rgb_features.to(self.device)
+        else:
+            ev, im = self.preprocess(event, rgb)
+            rgb_map = None if im is None else self.graphs.encode_rgb(im)
         init = None
         if init_landmarks is not None:
             init = torch.as_tensor(init_landmarks, dtype=torch.float32).to(self.device)
             if init.dim() == 2:
                 init = init.unsqueeze(0)
-            batch = (ev if ev is not None else im).shape[0]  # type: ignore[union-attr]
+            batch = (ev if ev is not None else rgb_map).shape[0]  # type: ignore[union-attr]
             want = (batch, self.num_points, 2)
             if tuple(init.shape) != want:
                 raise ValueError(f"init_landmarks must be {want}, got {tuple(init.shape)}")
-        out = self.model(im, ev, init_landmarks=init, stages=stages)
-        return self.postprocess(out["landmarks"], out["confidence"])
+        ev_map = None if ev is None else self.graphs.encode_event(ev)
+        landmarks, confidence = self.graphs.decode(rgb_map, ev_map, init, stages)
+        return self.postprocess(landmarks, confidence)
+
+    def warm_up(self, warm_stages: int = 1, repeats: int = 3) -> None:
+        """Trace and run every one-crop signature ahead of time (fused, event-only, RGB-only;
+        cold and ``warm_stages`` warm start), so that the first frames of a live stream do not
+        pay the tracing (about 2-3 s in all on a 2-core CPU)."""
+        s, cfg = self.input_size, self.config
+        ev = np.zeros((1, cfg.event_channels, s, s), np.float32)
+        im = np.zeros((1, cfg.rgb_channels, s, s), np.float32)
+        init = np.full((1, self.num_points, 2), 0.5, np.float32)
+        stages = min(max(int(warm_stages), 1), cfg.num_stages)
+        for _ in range(repeats):
+            for e, i in ((ev, im), (ev, None), (None, im)):
+                self.predict(e, i)
+                self.predict(e, i, init_landmarks=init, stages=stages)
+            self.predict(ev, rgb_features=self.rgb_features(im))
 
     @staticmethod
     def postprocess(landmarks: Tensor, confidence: Tensor) -> Alignment:
@@ -188,5 +235,6 @@ class FaceAligner:
         """Move the model to the CPU and free cached GPU memory (lifecycle deactivate)."""
         self.model.to("cpu")
         self.device = torch.device("cpu")
+        self.graphs.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

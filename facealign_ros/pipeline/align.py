@@ -48,11 +48,14 @@ class FaceStage:
         self.tracker = FaceTracker(model.spec.box_scale, config.lost_after)
         self.info: tuple[np.ndarray, int, int] | None = None
         self._last_search: int | None = None
+        self._rgb_box: tuple[int, Box] | None = None  # (RGB stamp, crop box) of reused features
 
     def reset(self) -> None:
         """Drop the face and the search timer."""
         self.tracker.drop()
         self._last_search = None
+        self._rgb_box = None
+        self.model.forget()
 
     def _search(
         self, events: np.ndarray | None, rgb: np.ndarray | None, size: tuple[int, int], t: int
@@ -82,6 +85,7 @@ class FaceStage:
         size: tuple[int, int],
         mode: str,
         frame_id: str,
+        rgb_stamp: int | None = None,
     ) -> FaceResult:
         """Track (or search for) the face in one target's inputs.
 
@@ -92,6 +96,8 @@ class FaceStage:
             size: sensor ``(width, height)``.
             mode: inputs used (recorded in the result).
             frame_id: camera optical frame.
+            rgb_stamp: stamp of the RGB frame, ns: a frame answered again (events mode) keeps
+                its crop and features while the box stays within ``rgb_reuse_tolerance``.
         """
         c, tr = self.config, self.tracker
         w, h = size
@@ -103,7 +109,9 @@ class FaceStage:
             warm = c.warm_start and tr.track.frames > 1 and not anchor
             init = tr.track.points if warm else None
             stages = min(c.warm_stages, self.model.num_stages) if warm else None
-            out = self.model.align([box], events, rgb, size, t, init, stages)
+            key = rgb_stamp if rgb is not None and events is not None else None
+            box = self._reuse_box(key, box)
+            out = self.model.align([box], events, rgb, size, t, init, stages, rgb_key=key)
             pts, conf = out.points[0], out.confidence[0]
             if not tr.update(pts, conf, t, float(np.mean(conf)) >= c.track_threshold):
                 self.stats.count("lost")
@@ -155,6 +163,20 @@ class FaceStage:
             detected=detected,
             debug=debug,
         )
+
+    def _reuse_box(self, rgb_stamp: int | None, box: Box) -> Box:
+        """The crop box of the frame's reused RGB features if ``box`` is near it, else ``box``."""
+        if rgb_stamp is None:
+            return box
+        held = self._rgb_box
+        if (
+            held is not None
+            and held[0] == rgb_stamp
+            and held[1].near(box, self.config.rgb_reuse_tolerance)
+        ):
+            return held[1]
+        self._rgb_box = (rgb_stamp, box)
+        return box
 
     def intrinsics(self, size: tuple[int, int]) -> np.ndarray:
         """Camera matrix for sensor ``size``: camera_info's (scaled if its size differs)."""

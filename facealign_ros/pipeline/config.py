@@ -58,6 +58,9 @@ class PipelineConfig:
         smoothing_beta: One-Euro speed coefficient (per face-box side per second).
         pose_min_confidence: landmarks under this confidence are not used for PnP.
         rgb_max_age_ms: ``events`` mode reuses the newest RGB frame up to this age.
+        rgb_reuse_tolerance: ``events`` mode reuses the RGB features of the newest frame (same
+            crop) while the tracked box moves less than this fraction of its side; else the
+            frame is cropped and encoded again. 0: only for an unchanged box.
         rgb_timeout_ms: ``fused`` answers on the event grid after this long without RGB.
         event_timeout_ms: events older than this at an image stamp count as missing events.
         max_wait_ms: how long (input time) an RGB frame waits for events up to its stamp.
@@ -91,6 +94,7 @@ class PipelineConfig:
     smoothing_beta: float = 0.5
     pose_min_confidence: float = 0.3
     rgb_max_age_ms: float = 100.0
+    rgb_reuse_tolerance: float = 0.1
     rgb_timeout_ms: float = 500.0
     event_timeout_ms: float = 200.0
     max_wait_ms: float = 50.0
@@ -173,6 +177,7 @@ PARAMETER_RANGES: dict[str, tuple[float, float]] = {
     "smoothing_beta": (0.0, 100.0),
     "pose_min_confidence": (0.0, 1.0),
     "rgb_max_age_ms": (0.0, 10_000.0),
+    "rgb_reuse_tolerance": (0.0, 1.0),
     "rgb_timeout_ms": (0.0, 60_000.0),
     "event_timeout_ms": (1.0, 60_000.0),
     "max_wait_ms": (0.0, 10_000.0),

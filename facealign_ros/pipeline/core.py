@@ -258,20 +258,22 @@ class Pipeline:
 
     # ------------------------------------------------------------------ answering
 
-    def _rgb(self, job: _Job, image: tuple[int, Any] | None) -> Any | None:
+    def _rgb(self, job: _Job, image: tuple[int, Any] | None) -> tuple[int, Any] | None:
+        """(stamp, Image) of the RGB frame answering ``job``, if any."""
         c = self.config
         if job.image is not None:
-            return job.image
+            return job.target_ns, job.image
         fresh = image is not None and abs(job.target_ns - image[0]) <= c.rgb_max_age_ms * _MS
         if c.mode == "events" and fresh and image is not None:
-            return image[1]
+            return image
         return None
 
     def _answer(self, job: _Job, image: tuple[int, Any] | None) -> FaceResult | None:
         c = self.config
-        msg = self._rgb(job, image)
-        rgb = None
-        if msg is not None:
+        frame = self._rgb(job, image)
+        rgb, rgb_stamp = None, None
+        if frame is not None:
+            rgb_stamp, msg = frame
             try:
                 rgb = image_from_msg(msg)
             except (MessageError, AttributeError, TypeError, ValueError) as exc:
@@ -317,7 +319,7 @@ class Pipeline:
             if rgb is not None
             else "events"
         )
-        return self.face.answer(job.target_ns, events, rgb, size, mode, self.frame_id)
+        return self.face.answer(job.target_ns, events, rgb, size, mode, self.frame_id, rgb_stamp)
 
     # ------------------------------------------------------------------ state
 

@@ -85,6 +85,7 @@ class ModelRunner:
         self.aligner = aligner
         self.spec = spec
         self.scheme = scheme
+        self._rgb_cache: tuple[Any, Box, Any] | None = None  # (frame key, box, features)
 
     @property
     def device(self) -> str:
@@ -105,6 +106,7 @@ class ModelRunner:
         t_end_ns: int,
         init_points: np.ndarray | None = None,
         stages: int | None = None,
+        rgb_key: Any = None,
     ) -> Aligned:
         """Run the network on the crops of ``boxes``.
 
@@ -116,6 +118,8 @@ class ModelRunner:
             t_end_ns: end of the event window.
             init_points: ``(N, 2)`` sensor-pixel landmarks for a warm start (one box only).
             stages: stages to run (None: all).
+            rgb_key: identity of ``rgb`` (e.g. its stamp): the RGB features of one box are kept,
+                and reused while the same frame comes with the same box. None: no reuse.
         """
         S = self.spec.size
         As = np.stack([crop_affine(b, S) for b in boxes])
@@ -124,12 +128,22 @@ class ModelRunner:
             ev = np.stack(
                 [event_input(events, A, self.spec, size[0], size[1], t_end_ns) for A in As]
             )
-        im = None if rgb is None else np.stack([rgb_input(rgb, A, self.spec) for A in As])
+        im, feats = None, None
+        if rgb is not None:
+            cache = self._rgb_cache
+            if rgb_key is not None and cache is not None and cache[:2] == (rgb_key, boxes[0]):
+                feats = cache[2] if len(boxes) == 1 and ev is not None else None
+            if feats is None:
+                im = np.stack([rgb_input(rgb, A, self.spec) for A in As])
+                if rgb_key is not None and len(boxes) == 1 and ev is not None:
+                    feats = self.aligner.rgb_features(im)
+                    self._rgb_cache = (rgb_key, boxes[0], feats)
+                    im = None
         init = None
         if init_points is not None:
             init = np.stack([to_normalized(transform_points(init_points, A), S) for A in As])
             init = init.astype(np.float32)
-        out = self.aligner.predict(ev, im, init_landmarks=init, stages=stages)
+        out = self.aligner.predict(ev, im, init_landmarks=init, stages=stages, rgb_features=feats)
         pts = np.stack(
             [
                 transform_points(from_normalized(out.landmarks[i], S), invert_affine(As[i]))
@@ -146,8 +160,17 @@ class ModelRunner:
         r = to_rep155(both, self.scheme)
         return r[:, :2], r[:, 2]
 
+    def warm_up(self, warm_stages: int = 1) -> None:
+        """Prepare the per-frame inference graphs now (node configure) rather than live."""
+        self.aligner.warm_up(warm_stages)
+
+    def forget(self) -> None:
+        """Drop the kept RGB features (stamps may repeat after a reset)."""
+        self._rgb_cache = None
+
     def release(self) -> None:
         """Move the network off the GPU and free cached memory."""
+        self._rgb_cache = None
         self.aligner.release()
 
 

@@ -1,14 +1,16 @@
 """``facealign bench pipeline``: latency, memory and rates of the pipeline under real-time load.
 
-Two phases, each feeding the pipeline in real time from one feeder thread while a
+Three phases, each feeding the pipeline in real time from one feeder thread while a
 :class:`~facealign_ros.pipeline.LatestOnlyWorker` answers (exactly as the node does):
 
 1. ``fused``: RGB at 30 Hz (+ camera_info) and evt3 packets (1 ms of sensor time each, published
    when their millisecond has passed) at ``event_rate`` events/s; reports the input-to-result
    latency percentiles, compute time, the fraction of frames dropped as stale, peak RSS, the
    share of answers with a face and (with ground truth) their NME;
-2. ``events``: the same event stream without images, ``rate_hz`` = 200; reports answers per
-   second, the share with a face and their NME.
+2. ``events`` (keys ``events_mode_*``): the same inputs (RGB 30 Hz + events) in ``mode: events``
+   with ``rate_hz`` = 200: answers on the event grid, reusing the newest RGB frame (and its
+   features) while it is fresh; reports answers per second, the share with a face and their NME;
+3. ``events`` without any image (keys ``events_only_*``): the dark case, events alone.
 
 Scenarios (``scenario`` in the result):
 
@@ -264,6 +266,7 @@ def _feed(pipe: Pipeline, worker: LatestOnlyWorker, inputs: list) -> None:
 
 def _phase(config: PipelineConfig, inputs: list) -> tuple[Pipeline, list]:
     pipe = Pipeline.from_config(config)
+    pipe.model.warm_up(config.warm_stages)  # as the node's configure
     results: list = []
     worker = LatestOnlyWorker(pipe, results.append)
     for _, kind, msg in [x for x in inputs if x[0] < 200_000_000]:  # compile kernels, warm up
@@ -354,14 +357,20 @@ def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str
         fused_in = sorted(packets + images, key=lambda x: (x[0], x[1]))
         pipe, res = _phase(base, fused_in)
         snap = pipe.snapshot()
-        del pipe, fused_in
-        ev_pipe, ev_res = _phase(base.replace(mode="events", rate_hz=200.0), packets)
+        del pipe
+        ev_cfg = base.replace(mode="events", rate_hz=200.0)
+        ev_pipe, ev_res = _phase(ev_cfg, fused_in)
         ev_snap = ev_pipe.snapshot()
+        del ev_pipe, fused_in
+        dark_pipe, dark_res = _phase(ev_cfg, packets)
+        dark_snap = dark_pipe.snapshot()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fused, events = _report(res, snap, gt, seconds), _report(ev_res, ev_snap, gt, seconds)
+    dark = _report(dark_res, dark_snap, gt, seconds)
     fused.pop("hz")
     return {"scenario": scenario, **fused, "images": snap["images"], "peak_rss_mb": peak,
             **{f"events_mode_{k}": v for k, v in events.items()},
+            **{f"events_only_{k}": v for k, v in dark.items()},
             "event_rate_mev_s": event_rate / 1e6, **extra, "inputs_mb": inputs_mb,
             "seconds": seconds, "weights": weights, "device": device, "notes": notes}  # fmt: skip
 
