@@ -18,6 +18,7 @@ KEYS = (
     "peak_rss_mb",
     "events_mode_hz",
     "events_mode_compute_p50_ms",
+    "events_only_hz",
     "event_rate_mev_s",
 )
 

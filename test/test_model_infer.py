@@ -87,3 +87,74 @@ def test_optimized_copy_matches_original() -> None:
         a, b = model(rgb, ev), fast(rgb, ev)
     torch.testing.assert_close(a["landmarks"], b["landmarks"], atol=1e-5, rtol=0)
     torch.testing.assert_close(a["confidence"], b["confidence"], atol=1e-5, rtol=0)
+
+
+def _signatures(rng: np.random.Generator, batch: int) -> list[tuple]:
+    ev = rng.random((batch, 4, 128, 128), dtype=np.float32)
+    im = rng.random((batch, 3, 128, 128), dtype=np.float32)
+    init = rng.uniform(0.2, 0.8, (batch, 16, 2)).astype(np.float32)
+    return [
+        (e, i, w, s)
+        for e, i in ((ev, im), (ev, None), (None, im))
+        for w, s in ((None, None), (None, 1), (init, 1), (init, 2))
+    ]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_traced_graphs_equal_the_eager_network(aligner: FaceAligner, batch: int) -> None:
+    """Every signature (modalities x cold/warm x stages), traced (batch 1) or eager (batch 2)."""
+    eager = FaceAligner(aligner.model, aligner.meta, "cpu", optimize=False, trace=False)
+    rng = np.random.default_rng(batch)
+    for ev, im, init, stages in _signatures(rng, batch):
+        for _ in range(2):  # the first call traces, the second runs the graph
+            got = aligner.predict(ev, im, init_landmarks=init, stages=stages)
+        want = eager.predict(ev, im, init_landmarks=init, stages=stages)
+        np.testing.assert_allclose(got.landmarks, want.landmarks, atol=1e-5)
+        np.testing.assert_allclose(got.confidence, want.confidence, atol=1e-5)
+    graphs = aligner.graphs._graphs.items()
+    traced = {k[0] for k, fn in graphs if isinstance(fn, torch.jit.ScriptModule)}
+    assert traced == {"rgb", "event", "decode"}  # batch 1 (the other test case's too)
+    assert not any(isinstance(fn, torch.jit.ScriptModule) for k, fn in graphs if k[1] == 2)
+
+
+def test_a_graph_that_cannot_be_traced_runs_eagerly(
+    aligner: FaceAligner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("tracer unavailable")
+
+    fresh = FaceAligner(aligner.model, aligner.meta, "cpu", optimize=False)
+    monkeypatch.setattr(torch.jit, "trace", broken)
+    ev = np.random.default_rng(3).random((1, 4, 128, 128), dtype=np.float32)
+    with caplog.at_level("WARNING"):
+        got = fresh.predict(ev)
+    assert "running it eagerly" in caplog.text and "tracer unavailable" in caplog.text
+    want = FaceAligner(aligner.model, aligner.meta, "cpu", optimize=False, trace=False).predict(ev)
+    np.testing.assert_array_equal(got.landmarks, want.landmarks)
+
+
+def test_rgb_features_reused_give_the_fused_answer(aligner: FaceAligner) -> None:
+    rng = np.random.default_rng(4)
+    ev = rng.random((1, 4, 128, 128), dtype=np.float32)
+    im = rng.random((1, 3, 128, 128), dtype=np.float32)
+    init = rng.uniform(0.2, 0.8, (1, 16, 2)).astype(np.float32)
+    feats = aligner.rgb_features(im)
+    assert tuple(feats.shape) == (1, CFG.feature_dim, 32, 32)
+    for kw in ({}, {"init_landmarks": init, "stages": 1}):
+        a = aligner.predict(ev, rgb_features=feats, **kw)
+        b = aligner.predict(ev, im, **kw)
+        np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-6)
+    with pytest.raises(ValueError, match="not both"):
+        aligner.predict(ev, im, rgb_features=feats)
+    with pytest.raises(ValueError, match="event input"):
+        aligner.predict(None, rgb_features=feats)
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        aligner.predict(np.repeat(ev, 2, 0), rgb_features=feats)
+
+
+def test_warm_up_traces_every_one_crop_signature(aligner: FaceAligner) -> None:
+    fresh = FaceAligner(aligner.model, aligner.meta, "cpu", optimize=False)
+    fresh.warm_up(warm_stages=1, repeats=1)
+    keys = list(fresh.graphs._graphs)
+    assert sum(k[0] == "decode" for k in keys) == 6
+    assert {k[0] for k in keys} == {"rgb", "event", "decode"}

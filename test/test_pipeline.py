@@ -106,6 +106,39 @@ def test_events_mode_answers_on_the_grid(model, bag_msgs):
     assert pipe.stats.drops["stale"] == 0  # step() after every message: nothing skipped
 
 
+def test_events_mode_reuses_the_rgb_features_of_a_frame(model, bag_msgs, monkeypatch):
+    """Answers between two RGB frames keep the frame's crop and features while the box holds."""
+    encoded, boxes = [], []
+    real_features, real_align = model.aligner.rgb_features, model.align
+
+    def features(im):
+        encoded.append(1)
+        return real_features(im)
+
+    def align(bxs, *args, **kw):
+        boxes.append((kw.get("rgb_key"), bxs[0]))
+        return real_align(bxs, *args, **kw)
+
+    monkeypatch.setattr(model.aligner, "rgb_features", features)
+    monkeypatch.setattr(model, "align", align)
+    counts = {}
+    for tol in (0.1, 0.0):
+        encoded.clear(), boxes.clear()
+        pipe = make_pipe(model, mode="events", rate_hz=200.0, rgb_reuse_tolerance=tol)
+        res = run(pipe, bag_msgs)
+        fused = [r for r in res if r.mode == "fused" and r.has_face]
+        keyed = [(k, b) for k, b in boxes if k is not None]
+        assert len(fused) >= 10 and len(keyed) >= len(fused) - 1
+        counts[tol] = len(encoded)
+        # features are computed once per (frame, crop box): a frame's answers share its box
+        # until the tracked box moves more than the tolerance
+        assert len(encoded) == len(set(keyed))
+        if tol > 0:
+            assert len(set(keyed)) < len(keyed)
+    assert counts[0.1] < counts[0.0]
+    model.forget()
+
+
 def test_rgb_mode_uses_no_events(model, bag_msgs):
     res = run(make_pipe(model, mode="rgb"), bag_msgs)
     assert res and {r.mode for r in res} == {"rgb"}

@@ -7,10 +7,11 @@ project's 2-core CPU a fused warm-start forward goes from ~5.0 to ~3.7 ms and a 
 
 A graph is traced on first use of each signature (branch: RGB backbone, event backbone, or the
 decoder with a given set of present modalities, stages and warm/cold start), which costs a few
-hundred milliseconds once; only batches of one crop are traced (see :data:`MAX_TRACED_BATCH`). Anything that fails to trace (an operator TorchScript does
-not know, a torch without ``torch.jit``) falls back to the eager module for that signature, with
-one warning; results never depend on which path ran. ``torch.jit`` is deprecated in recent
-torch releases (the pinned 2.13 has it); the fallback keeps this working when it goes.
+hundred milliseconds once; only batches of one crop are traced (see :data:`MAX_TRACED_BATCH`).
+Anything that fails to trace (an operator TorchScript does not know, a torch without
+``torch.jit``) falls back to the eager module for that signature, with one warning; results
+never depend on which path ran. ``torch.jit`` is deprecated in recent torch releases (the
+pinned 2.13 has it); the fallback keeps this working when it goes.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class TracedGraphs:
     def __init__(self, model: CMFA, enabled: bool = True) -> None:
         self.model = model
         self.enabled = enabled and hasattr(torch, "jit")
-        self._graphs: dict[Any, Callable[..., Any]] = {}
+        self._graphs: dict[tuple, Callable[..., Any]] = {}  # (branch, batch, device, ...) ->
         self._lock = threading.Lock()
 
     def clear(self) -> None:
@@ -95,7 +96,9 @@ class TracedGraphs:
         with self._lock:
             self._graphs.clear()
 
-    def _graph(self, key: Any, module: nn.Module, inputs: tuple[Tensor, ...]) -> Callable[..., Any]:
+    def _graph(
+        self, key: tuple, module: nn.Module, inputs: tuple[Tensor, ...]
+    ) -> Callable[..., Any]:
         with self._lock:
             fn = self._graphs.get(key)
             if fn is not None:
@@ -138,6 +141,5 @@ class TracedGraphs:
         idx = tuple(self.model.stage_indices(stages, warm))
         key: DecodeKey = (rgb_map is not None, ev_map is not None, idx, warm, present[0].shape[0])
         inputs = tuple(present) + ((init_landmarks,) if init_landmarks is not None else ())
-        return self._graph(("decode", key, present[0].device), _Decode(self.model, key), inputs)(
-            *inputs
-        )
+        graph_key = ("decode", key[-1], present[0].device, key)
+        return self._graph(graph_key, _Decode(self.model, key), inputs)(*inputs)

@@ -209,9 +209,11 @@ class FaceAligner:
         return self.postprocess(landmarks, confidence)
 
     def warm_up(self, warm_stages: int = 1, repeats: int = 3) -> None:
-        """Trace and run every one-crop signature ahead of time (fused, event-only, RGB-only;
-        cold and ``warm_stages`` warm start), so that the first frames of a live stream do not
-        pay the tracing (about 2-3 s in all on a 2-core CPU)."""
+        """Trace and run every one-crop signature ahead of time.
+
+        Fused, event-only and RGB-only; cold and ``warm_stages`` warm start; so that the first
+        frames of a live stream do not pay the tracing (about 2-3 s in all on a 2-core CPU).
+        """
         s, cfg = self.input_size, self.config
         ev = np.zeros((1, cfg.event_channels, s, s), np.float32)
         im = np.zeros((1, cfg.rgb_channels, s, s), np.float32)
