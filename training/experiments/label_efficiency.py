@@ -12,6 +12,11 @@ a killed experiment continues where it stopped.
     python -m training.experiments.label_efficiency --out runs/label_eff --jobs 2
 
 Writes ``--out``/``results.json`` and ``--out``/``results.md`` (the table in docs/SSMER.md).
+
+Variants: ``--event-only`` fine-tunes with the RGB branch always replaced by its missing token
+(the event encoder alone carries the landmarks, the setting SSMER is for); ``--only 10:scratch,
+10:all3`` runs a subset; ``--encoders DIR`` takes the pretrained encoders of an earlier
+experiment folder instead of pretraining again.
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ class Settings:
     finetune_batch: int
     threads: int
     seed: int
+    event_only: bool = False
+    encoders: Path | None = None
+    only: tuple[tuple[float, str], ...] | None = None
 
 
 def _run(cmd: list[str], log: Path, threads: int) -> None:
@@ -82,10 +90,12 @@ def _facealign() -> list[str]:
 
 def pretrain(s: Settings, name: str) -> Path:
     """SSMER variant ``name`` on the train bags; returns its encoder file."""
-    out = s.out / f"ssmer_{name}"
+    out = (s.encoders or s.out) / f"ssmer_{name}"
     enc = out / "encoder.safetensors"
     if enc.is_file():
         return enc
+    if s.encoders is not None:
+        raise FileNotFoundError(f"--encoders: {enc} does not exist")
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
         *_facealign(), "pretrain", "--bags", s.train_glob,
@@ -117,8 +127,10 @@ def finetune(s: Settings, fraction: float, init: str) -> Path:
         f"run.threads={s.threads}", f"run.out_dir={out}", f"run.seed={s.seed}",
         "run.eval_every=0", "run.tensorboard=false", "run.checkpoint_every=200",
     ]  # fmt: skip
+    if s.event_only:  # RGB always replaced by its missing token; events never dropped
+        cmd += ["model.overrides.p_drop_rgb=1.0", "model.overrides.p_drop_event=0.0"]
     if init != "scratch":
-        cmd += ["--init-event-encoder", str(s.out / f"ssmer_{init}" / "encoder.safetensors")]
+        cmd += ["--init-event-encoder", str(pretrain(s, init))]
     _run(cmd, out / "run.log", s.threads)
     return model
 
@@ -159,12 +171,14 @@ def run(s: Settings, jobs: int) -> list[dict]:
     """Every stage; returns one result row per fine-tune."""
     s.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    finetunes = FINETUNES if s.only is None else s.only
+    views = [v for v in PRETRAIN_VIEWS if any(init == v for _, init in finetunes)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        encoders = list(pool.map(lambda n: pretrain(s, n), PRETRAIN_VIEWS))
-        models = list(pool.map(lambda fi: finetune(s, *fi), FINETUNES))
+        encoders = list(pool.map(lambda n: pretrain(s, n), views))
+        models = list(pool.map(lambda fi: finetune(s, *fi), finetunes))
         reports = list(pool.map(lambda m: evaluate(s, m), models))
     rows = []
-    for (fraction, init), model, rep in zip(FINETUNES, models, reports, strict=True):
+    for (fraction, init), model, rep in zip(finetunes, models, reports, strict=True):
         by = rep["by_mode"]
         rows.append({
             "fraction": fraction, "init": init, "model": str(model),
@@ -173,7 +187,7 @@ def run(s: Settings, jobs: int) -> list[dict]:
             "samples": rep["num_samples"],
         })  # fmt: skip
     rates = {}
-    for name, enc in zip(PRETRAIN_VIEWS, encoders, strict=True):
+    for name, enc in zip(views, encoders, strict=True):
         lines = (enc.parent / "log.jsonl").read_text(encoding="utf-8").splitlines()
         rates[name] = sum(json.loads(x)["windows_per_s"] for x in lines) / max(1, len(lines))
     result = {
@@ -200,11 +214,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=1, help="runs at once")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--event-only", action="store_true", help="fine-tune without the RGB branch")
+    p.add_argument("--encoders", type=Path, help="folder of an earlier run's ssmer_* encoders")
+    p.add_argument("--only", help="fine-tunes to run, e.g. 10:scratch,10:all3")
     a = p.parse_args(argv)
+    only = None
+    if a.only:
+        try:
+            only = tuple((int(f) / 100, i) for f, i in (x.split(":") for x in a.only.split(",")))
+        except ValueError:
+            p.error(f"--only {a.only!r}: expected PERCENT:INIT[,PERCENT:INIT...]")
+        bad = [i for _, i in only if i != "scratch" and i not in PRETRAIN_VIEWS]
+        if bad:
+            p.error(
+                f"--only: unknown initialisations {bad}; choose scratch or {list(PRETRAIN_VIEWS)}"
+            )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     s = Settings(
         a.out, a.train, a.test, a.pretrain_steps, a.pretrain_batch, a.finetune_steps,
-        a.finetune_batch, a.threads, a.seed,
+        a.finetune_batch, a.threads, a.seed, a.event_only, a.encoders, only,
     )  # fmt: skip
     rows = run(s, max(1, a.jobs))
     sys.stdout.write(table(rows))
