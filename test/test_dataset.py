@@ -93,6 +93,18 @@ def test_build_dataset_config_errors(synth_bag: Path, tmp_path: Path) -> None:
         build_dataset({"paths": {"val": [str(tmp_path / "nope*")]}}, "val", 0)
 
 
+def test_use_rgb_false_gives_event_only_samples(synth_bag: Path) -> None:
+    cfg = {"paths": {"val": [str(synth_bag)]}, "input": {"size": 32}}
+    with_rgb = build_dataset(cfg, "val", 0)[3]
+    without = build_dataset({**cfg, "use_rgb": False}, "val", 0)[3]
+    assert with_rgb["rgb_present"] and with_rgb["rgb"].any()
+    assert not without["rgb_present"] and not without["rgb"].any()
+    np.testing.assert_array_equal(without["events"], with_rgb["events"])
+    np.testing.assert_array_equal(without["landmarks"], with_rgb["landmarks"])
+    with pytest.raises(ValueError, match="use_rgb"):
+        build_dataset({**cfg, "use_rgb": "no"}, "val", 0)
+
+
 def _renamed_copy(src: Path, dst: Path, rename: dict[str, str]) -> Path:
     """``src`` with some topics renamed (messages unchanged)."""
     from facealign_ros.bag import BagReader, BagWriter

@@ -37,7 +37,7 @@ def test_only_and_event_only_build_the_right_commands(tmp_path: Path, monkeypatc
     trains = [c for c in cmds if "train" in c]
     assert len(trains) == 2 and not [c for c in cmds if "pretrain" in c]  # encoders reused
     for c in trains:
-        assert "model.overrides.p_drop_rgb=1.0" in c and "schedule.steps=7" in c
+        assert "data.options.use_rgb=false" in c and "schedule.steps=7" in c
         assert "data.options.label_fraction=0.1" in c
     assert str(enc_dir / "ssmer_all3" / "encoder.safetensors") in trains[1]
     assert "--init-event-encoder" not in trains[0]

@@ -63,10 +63,12 @@ def build_dataset(cfg_data: dict[str, Any], split: str, seed: int) -> BagWindowD
     high-rate samples per frame interval (train split; 0 for evaluation); ``label_fraction``
     (train split, default 1): use the labels of only this fraction of the recordings (at least
     one), chosen by a fixed seeded permutation (``label_seed``, default 0) independent of the run's
-    seed, so runs compared at the same fraction train on the same labels.
+    seed, so runs compared at the same fraction train on the same labels; ``use_rgb`` (default
+    true): false gives samples without RGB (``rgb_present`` False), for event-only cameras and
+    event-only training.
     """
     known = {"kind", "paths", "input", "augment", "hf_per_frame", "eval_hf_per_frame",
-             "label_fraction", "label_seed"}  # fmt: skip
+             "label_fraction", "label_seed", "use_rgb"}  # fmt: skip
     if unknown := sorted(set(cfg_data) - known):
         raise ValueError(f"data config: unknown keys {unknown}")
     if cfg_data.get("kind", "bags") != "bags":
@@ -84,4 +86,7 @@ def build_dataset(cfg_data: dict[str, Any], split: str, seed: int) -> BagWindowD
             files, float(cfg_data.get("label_fraction", 1.0)), int(cfg_data.get("label_seed", 0))
         )
     bags = [load_bag_arrays(p) for p in files]
-    return BagWindowDataset(bags, spec, augment, seed=seed, hf_per_frame=hf)
+    use_rgb = cfg_data.get("use_rgb", True)
+    if not isinstance(use_rgb, bool):
+        raise ValueError(f"data config: use_rgb must be true or false, got {use_rgb!r}")
+    return BagWindowDataset(bags, spec, augment, seed=seed, hf_per_frame=hf, use_rgb=use_rgb)

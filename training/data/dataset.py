@@ -97,8 +97,10 @@ class BagWindowDataset:
         augment: AugmentConfig | None = None,
         seed: int = 0,
         hf_per_frame: int = 0,
+        use_rgb: bool = True,
     ) -> None:
         self.bags = bags
+        self.use_rgb = bool(use_rgb)
         self.spec = spec
         self.augment = augment or AugmentConfig(enabled=False)
         self.seed = int(seed)
@@ -156,7 +158,8 @@ class BagWindowDataset:
         if aug.enabled:
             events = _augment_events(events, bag.width, bag.height, rng, aug)
         ev = event_input(events, A, self.spec, bag.width, bag.height, t)
-        if fi >= 0:
+        has_rgb = fi >= 0 and self.use_rgb
+        if has_rgb:
             rgb = rgb_input(bag.frames[fi], A, self.spec)
             if aug.enabled:
                 rgb = _augment_rgb(rgb, rng, aug)
@@ -168,7 +171,7 @@ class BagWindowDataset:
         return {
             "events": ev,
             "rgb": rgb,
-            "rgb_present": fi >= 0,
+            "rgb_present": has_rgb,
             "event_present": True,
             "landmarks": lm.astype(np.float32),
             "visible": vis,

@@ -127,8 +127,8 @@ def finetune(s: Settings, fraction: float, init: str) -> Path:
         f"run.threads={s.threads}", f"run.out_dir={out}", f"run.seed={s.seed}",
         "run.eval_every=0", "run.tensorboard=false", "run.checkpoint_every=200",
     ]  # fmt: skip
-    if s.event_only:  # RGB always replaced by its missing token; events never dropped
-        cmd += ["model.overrides.p_drop_rgb=1.0", "model.overrides.p_drop_event=0.0"]
+    if s.event_only:  # samples without RGB (its missing token); events never dropped
+        cmd += ["data.options.use_rgb=false", "model.overrides.p_drop_event=0.0"]
     if init != "scratch":
         cmd += ["--init-event-encoder", str(pretrain(s, init))]
     _run(cmd, out / "run.log", s.threads)
