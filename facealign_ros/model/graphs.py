@@ -37,24 +37,16 @@ DecodeKey = tuple[bool, bool, tuple[int, ...], bool, int]
 """(RGB present, events present, stage indices, warm start, batch size)."""
 
 
-class _EncodeRGB(nn.Module):
-    def __init__(self, model: CMFA) -> None:
+class _Encode(nn.Module):
+    """One backbone branch of ``CMFA`` (``encode_rgb`` or ``encode_event``)."""
+
+    def __init__(self, model: CMFA, branch: str) -> None:
         super().__init__()
         self.model = model
+        self.branch = branch
 
-    def forward(self, rgb: Tensor) -> Tensor:
-        out = self.model.encode_rgb(rgb)
-        assert out is not None
-        return out
-
-
-class _EncodeEvent(nn.Module):
-    def __init__(self, model: CMFA) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, event: Tensor) -> Tensor:
-        out = self.model.encode_event(event)
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model.encode_rgb(x) if self.branch == "rgb" else self.model.encode_event(x)
         assert out is not None
         return out
 
@@ -119,12 +111,12 @@ class TracedGraphs:
     def encode_rgb(self, rgb: Tensor) -> Tensor:
         """(B, rgb_channels, S, S) in [0, 1] -> RGB feature map (B, feature_dim, S/4, S/4)."""
         key = ("rgb", rgb.shape[0], rgb.device)
-        return self._graph(key, _EncodeRGB(self.model), (rgb,))(rgb)
+        return self._graph(key, _Encode(self.model, "rgb"), (rgb,))(rgb)
 
     def encode_event(self, event: Tensor) -> Tensor:
         """(B, event_channels, S, S) -> event feature map (B, feature_dim, S/4, S/4)."""
         key = ("event", event.shape[0], event.device)
-        return self._graph(key, _EncodeEvent(self.model), (event,))(event)
+        return self._graph(key, _Encode(self.model, "event"), (event,))(event)
 
     def decode(
         self,
