@@ -61,6 +61,7 @@ def test_face_scenario_tracks_the_face(face_bag: Path) -> None:
     assert result["scenario"] == "face" and result["recording"] == str(face_bag)
     assert result["faces"] > 0 and 0 < result["face_share"] <= 1
     assert result["events_mode_faces"] > 0
+    assert 0 < result["face_confidence_p50"] <= 1
     assert isinstance(result["nme"], float) and result["nme"] >= 0
     assert result["metrics"]["count"] > 0 and result["metrics"]["coverage"] > 0
     assert result["event_rate_mev_s"] == pytest.approx(5.0, rel=0.05)

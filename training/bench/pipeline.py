@@ -287,11 +287,16 @@ def _phase(config: PipelineConfig, inputs: list) -> tuple[Pipeline, list]:
 
 
 def _report(res: list, snap: dict[str, Any], gt: Any, seconds: float) -> dict[str, Any]:
-    """Figures of one phase: latency, compute, answers/s, stale drops, faces, NME."""
+    """Figures of one phase: latency, compute, answers/s, stale drops, faces, NME.
+
+    ``face_confidence_p50``: median over the answers with a face of their mean landmark
+    confidence (what the published ``c`` values say).
+    """
     from training.replay import score
 
     lat = np.array([r.latency_ms for r in res])
     faces = int(sum(r.has_face for r in res))
+    conf = [float(np.mean(r.confidence)) for r in res if r.has_face]
     stale = snap["drops"]["stale"]
     metrics = score(res, gt) if gt is not None else None
     pct = {f"p{q}_ms": float(np.percentile(lat, q)) if lat.size else None for q in (50, 90, 99)}
@@ -299,6 +304,7 @@ def _report(res: list, snap: dict[str, Any], gt: Any, seconds: float) -> dict[st
             "compute_p99_ms": snap["compute_p99_ms"], "hz": len(res) / seconds,
             "dropped_fraction": stale / max(stale + snap["targets"], 1), "results": len(res),
             "faces": faces, "face_share": faces / len(res) if res else 0.0,
+            "face_confidence_p50": float(np.median(conf)) if conf else None,
             "nme": None if metrics is None else metrics.get("nme"),
             "detect_runs": snap["detect_runs"], "metrics": metrics}  # fmt: skip
 
