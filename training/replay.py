@@ -145,7 +145,10 @@ def replay(
         facealign_ros.pipeline.ModelLoadError: bad checkpoint.
     """
     t_wall = time.perf_counter()
-    pipe = pipeline or Pipeline.from_config(config, keep_debug=keep_debug)
+    if pipeline is None:
+        pipeline = Pipeline.from_config(config, keep_debug=keep_debug)
+        pipeline.model.warm_up(config.warm_stages)  # as the node: no tracing in the timings
+    pipe = pipeline
     gt, results, counts = GroundTruth(), [], {}
     with BagReader(in_bag) as reader:
         have = reader.topics
