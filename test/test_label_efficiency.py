@@ -31,7 +31,7 @@ def test_only_and_event_only_build_the_right_commands(tmp_path: Path, monkeypatc
     monkeypatch.setattr(le, "_run", fake_run)
     rc = le.main([
         "--out", str(tmp_path / "exp"), "--encoders", str(enc_dir), "--event-only",
-        "--only", "10:scratch,10:all3", "--finetune-steps", "7",
+        "--only", "10:scratch,10:all3", "--finetune-steps", "7", "--encoder-lr-scale", "0.1",
     ])  # fmt: skip
     assert rc == 0
     trains = [c for c in cmds if "train" in c]
@@ -41,6 +41,9 @@ def test_only_and_event_only_build_the_right_commands(tmp_path: Path, monkeypatc
         assert "data.options.label_fraction=0.1" in c
     assert str(enc_dir / "ssmer_all3" / "encoder.safetensors") in trains[1]
     assert "--init-event-encoder" not in trains[0]
+    assert "optim.lr_scales.event_backbone=0.1" in trains[1]
+    assert not any("lr_scales" in c for c in trains[0])  # scratch keeps one LR
+    assert "cmfa_10pct_all3_lr0.1" in " ".join(trains[1])
     rows = json.loads((tmp_path / "exp" / "results.json").read_text())["rows"]
     assert [r["init"] for r in rows] == ["scratch", "all3"]
 

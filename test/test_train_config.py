@@ -58,6 +58,7 @@ def test_overrides_are_typed() -> None:
         (["optim.lr.x=1"], r"optim\.lr is not a section"),
         (["schedule.steps=0"], "schedule.steps"),
         (["data.options.paths=[*a]"], "cannot read override value"),
+        (["optim.lr_scales.event_backbone=0"], "lr_scales values must be numbers > 0"),
     ],
 )
 def test_bad_keys_and_values_are_rejected(overrides: list[str], message: str) -> None:

@@ -102,6 +102,28 @@ def test_lr_schedule_warmup_then_cosine() -> None:
     assert build.lr_factor(110, sch) == pytest.approx(0.1)
 
 
+def test_lr_scales_make_their_own_groups() -> None:
+    from facealign_ros.model import CMFA, lite_config
+
+    model = CMFA(lite_config(num_points=16))
+    plain = build.param_groups(model, 0.05, 1e-3)
+    assert [(g["lr"], g["weight_decay"]) for g in plain] == [(1e-3, 0.05), (1e-3, 0.0)]
+    scaled = build.param_groups(
+        model, 0.05, 1e-3, {"event_backbone": 0.1, "event_backbone.stem": 0.5}
+    )
+    lrs = {id(p): g["lr"] for g in scaled for p in g["params"]}
+    for name, prm in model.named_parameters():
+        want = 5e-4 if name.startswith("event_backbone.stem") else 1e-4
+        assert lrs[id(prm)] == pytest.approx(want if name.startswith("event_backbone") else 1e-3)
+    assert sum(len(g["params"]) for g in scaled) == sum(len(g["params"]) for g in plain)
+    with pytest.raises(ValueError, match="no trainable parameter starts with"):
+        build.param_groups(model, 0.05, 1e-3, {"encoder": 0.1})
+    sched = torch.optim.lr_scheduler.LambdaLR(torch.optim.AdamW(scaled), lambda s: 0.5)
+    assert sorted({g["lr"] for g in sched.optimizer.param_groups}) == pytest.approx(
+        [5e-5, 2.5e-4, 5e-4]
+    )
+
+
 def test_modality_masks_never_drop_both() -> None:
     gen = torch.Generator().manual_seed(0)
     rgb = torch.tensor([True, False] * 500)

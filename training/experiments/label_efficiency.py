@@ -16,7 +16,8 @@ Writes ``--out``/``results.json`` and ``--out``/``results.md`` (the table in doc
 Variants: ``--event-only`` fine-tunes with the RGB branch always replaced by its missing token
 (the event encoder alone carries the landmarks, the setting SSMER is for); ``--only 10:scratch,
 10:all3`` runs a subset; ``--encoders DIR`` takes the pretrained encoders of an earlier
-experiment folder instead of pretraining again.
+experiment folder instead of pretraining again; ``--encoder-lr-scale 0.1`` fine-tunes a
+pretrained encoder at a tenth of the LR (``optim.lr_scales``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Settings:
     event_only: bool = False
     encoders: Path | None = None
     only: tuple[tuple[float, str], ...] | None = None
+    encoder_lr_scale: float = 1.0
 
 
 def _run(cmd: list[str], log: Path, threads: int) -> None:
@@ -112,7 +114,9 @@ def pretrain(s: Settings, name: str) -> Path:
 
 def finetune(s: Settings, fraction: float, init: str) -> Path:
     """Lite CMFA with ``fraction`` of the labels from ``init``; returns the model file."""
-    out = s.out / f"cmfa_{int(round(fraction * 100))}pct_{init}"
+    gentle = init != "scratch" and s.encoder_lr_scale != 1.0
+    suffix = f"_lr{s.encoder_lr_scale:g}" if gentle else ""
+    out = s.out / f"cmfa_{int(round(fraction * 100))}pct_{init}{suffix}"
     model = out / "model.safetensors"
     if model.is_file():
         return model
@@ -131,6 +135,8 @@ def finetune(s: Settings, fraction: float, init: str) -> Path:
         cmd += ["data.options.use_rgb=false", "model.overrides.p_drop_event=0.0"]
     if init != "scratch":
         cmd += ["--init-event-encoder", str(pretrain(s, init))]
+    if gentle:  # the pretrained encoder fine-tuned at a fraction of the LR
+        cmd += [f"optim.lr_scales.event_backbone={s.encoder_lr_scale:g}"]
     _run(cmd, out / "run.log", s.threads)
     return model
 
@@ -217,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--event-only", action="store_true", help="fine-tune without the RGB branch")
     p.add_argument("--encoders", type=Path, help="folder of an earlier run's ssmer_* encoders")
     p.add_argument("--only", help="fine-tunes to run, e.g. 10:scratch,10:all3")
+    p.add_argument("--encoder-lr-scale", type=float, default=1.0,
+                   help="LR multiplier of a pretrained encoder when fine-tuning")  # fmt: skip
     a = p.parse_args(argv)
     only = None
     if a.only:
@@ -232,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     s = Settings(
         a.out, a.train, a.test, a.pretrain_steps, a.pretrain_batch, a.finetune_steps,
-        a.finetune_batch, a.threads, a.seed, a.event_only, a.encoders, only,
+        a.finetune_batch, a.threads, a.seed, a.event_only, a.encoders, only, a.encoder_lr_scale,
     )  # fmt: skip
     rows = run(s, max(1, a.jobs))
     sys.stdout.write(table(rows))

@@ -236,23 +236,44 @@ def load_init_checkpoint(model: CMFA, path: str | Path, preprocessing: Mapping[s
     return len(state)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two AdamW groups: decay for weight matrices/kernels, none for biases, norms, embeddings."""
-    decay, no_decay = [], []
-    for _, prm in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    lr: float = 1e-3,
+    lr_scales: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay or not, per LR scale.
+
+    Decay for weight matrices/kernels, none for biases, norms and embeddings; one such pair per
+    LR scale of ``lr_scales`` (parameter-name prefix -> multiplier of ``lr``; the longest
+    matching prefix wins).
+
+    Raises:
+        ValueError: a prefix of ``lr_scales`` that names no trainable parameter.
+    """
+    scales = dict(lr_scales or {})
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    used: set[str] = set()
+    for name, prm in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         if not prm.requires_grad:
             continue
-        (decay if prm.dim() > 1 else no_decay).append(prm)
+        match = max((p for p in scales if name.startswith(p)), key=len, default=None)
+        if match is not None:
+            used.add(match)
+        scale = float(scales[match]) if match is not None else 1.0
+        groups.setdefault((scale, prm.dim() > 1), []).append(prm)
+    if unused := sorted(set(scales) - used):
+        raise ValueError(f"optim.lr_scales: no trainable parameter starts with {unused}")
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": prms, "weight_decay": weight_decay if decay else 0.0, "lr": lr * scale}
+        for (scale, decay), prms in sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))
     ]
 
 
 def build_optimizer(model: nn.Module, optim: OptimSection) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`."""
     return torch.optim.AdamW(
-        param_groups(model, optim.weight_decay),
+        param_groups(model, optim.weight_decay, optim.lr, optim.lr_scales),
         lr=optim.lr,
         betas=(optim.betas[0], optim.betas[1]),
         eps=optim.eps,

@@ -117,6 +117,9 @@ class OptimSection:
         grad_clip: Max global gradient norm (0 = no clipping).
         amp: ``"none"``, ``"bf16"`` or ``"fp16"`` autocast; used on CUDA only (fp16 with a
             GradScaler).
+        lr_scales: parameter-name prefix -> LR multiplier, e.g. ``{event_backbone: 0.1}`` to
+            fine-tune a pretrained encoder gently (``optim.lr_scales.event_backbone=0.1``);
+            the longest matching prefix wins; every prefix must name some parameter.
     """
 
     lr: float = 1e-3
@@ -125,9 +128,14 @@ class OptimSection:
     eps: float = 1e-8
     grad_clip: float = 1.0
     amp: str = "bf16"
+    lr_scales: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        _check(
+            all(isinstance(v, int | float) and v > 0 for v in self.lr_scales.values()),
+            "optim.lr_scales values must be numbers > 0",
+        )
         _check(self.lr > 0, "optim.lr must be > 0")
         _check(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
         _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optim.betas")
