@@ -85,7 +85,7 @@ def test_rejects_bad_arguments() -> None:
 
 def test_mirror_loop_is_seamless(face_bag: Path) -> None:
     from facealign_ros.messages import stamp_ns
-    from training.bench.pipeline import FIRST_FRAME, IMAGE, face_stream, mirror_loop
+    from training.bench.pipeline_inputs import FIRST_FRAME, IMAGE, face_stream, mirror_loop
     from training.data import load_bag_arrays
 
     arrays = load_bag_arrays(face_bag)
