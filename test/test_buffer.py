@@ -105,6 +105,41 @@ def test_compaction_keeps_memory_bounded_and_content_right():
     assert list(buf.window(0, t)["t"]) == list(range(t - 50, t))
 
 
+@pytest.mark.parametrize("max_duration", [120_000, 10**12])  # duration-bound (unlocked copy) / full
+def test_windows_cut_during_compactions_are_whole(max_duration):
+    """A reader thread cutting windows while the writer compacts sees no torn or gappy data."""
+    import threading
+
+    buf = EventBuffer(max_events=200_000, max_duration_ns=max_duration, reorder_tolerance_ns=0)
+    done = threading.Event()
+    errors: list[str] = []
+    seen = [0]
+
+    def reader() -> None:
+        while not done.is_set():
+            latest = buf.latest_time
+            if latest is None:
+                continue
+            w = buf.window(0, latest + 1)  # everything buffered, old events included
+            if w.size:
+                t = w["t"]
+                if not (np.all(np.diff(t) == 1) and np.array_equal(w["x"], t % 1000)):
+                    errors.append(f"torn window {t[:3]}..{t[-3:]}")
+                seen[0] += 1
+
+    th = threading.Thread(target=reader)
+    th.start()
+    t, n = 0, 4999
+    for _ in range(300):
+        ts = np.arange(t, t + n)
+        buf.append(make_events(ts, ts % 1000, np.zeros(n), np.ones(n)))
+        t += n
+    done.set()
+    th.join()
+    assert not errors, errors[:3]
+    assert seen[0] > 0 and list(buf.window(t - 300, t)["t"]) == list(range(t - 300, t))
+
+
 def test_accepts_other_structured_dtypes():
     dt = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "<i1")])
     buf = EventBuffer(10, 100)

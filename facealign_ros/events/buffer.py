@@ -8,6 +8,12 @@ moved back to the front (compaction). The capacity is ``max_events + slack`` wit
 ``slack = max(max_events // 2, 1024)``, so each event is copied O(1) times on average and memory
 never grows past the constructor's bound.
 
+Locking: one writer at a time (``append``, ``clear``: a writer lock) and a short reader lock
+that queries and index updates share. A compaction moves the whole live region (at 5 Mev/s
+and 500 ms, 2.5 M events, ~10 ms); when the region's destination does not overlap it (the
+usual case: the buffer is less than two thirds full), the copy runs *outside* the reader
+lock, so windows cut meanwhile are not held up; only the index update waits.
+
 Ordering rules for :meth:`EventBuffer.append`:
 
 * a chunk that is not sorted by ``t`` is stable-sorted first;
@@ -103,7 +109,8 @@ class EventBuffer:
         self._end = 0
         self._latest: int | None = None
         self._stats = BufferStats()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # readers and index updates (held briefly)
+        self._write_lock = threading.Lock()  # one writer at a time
 
     # ------------------------------------------------------------------ queries
 
@@ -165,7 +172,7 @@ class EventBuffer:
 
     def clear(self) -> None:
         """Drop all events and forget ``latest_time``; the counters are kept."""
-        with self._lock:
+        with self._write_lock, self._lock:
             self._stats.cleared += self._end - self._start
             self._start = self._end = 0
             self._latest = None
@@ -180,15 +187,51 @@ class EventBuffer:
             Number of events of this chunk that are in the buffer after the call.
         """
         chunk = as_events(events)
-        with self._lock:
-            return self._append_locked(chunk)
+        with self._write_lock:
+            with self._lock:
+                plan = self._merge_locked(chunk)
+            if plan is None:  # nothing to store
+                return 0
+            chunk, pos, latest, accepted = plan
+            m = chunk.shape[0]
+            compacted = False
+            if pos + m > self.capacity:  # make room: the live prefix [start, pos) to the front
+                live = pos - self._start
+                if live <= self._start:  # [0, live) is not read meanwhile: copy unlocked
+                    self._move_to_front(pos)
+                    compacted = True
+                else:
+                    with self._lock:
+                        self._move_to_front(pos)
+                        self._start, self._end = 0, live
+                pos = live
+            with self._lock:
+                if compacted:
+                    self._start = 0
+                _raw(self._data)[pos : pos + m] = _raw(chunk)
+                self._t[pos : pos + m] = chunk["t"]
+                self._end = pos + m
+                self._latest = latest
+            return accepted
 
-    def _append_locked(self, chunk: np.ndarray) -> int:
+    def _move_to_front(self, pos: int) -> None:
+        """Copy the events ``[start, pos)`` to ``[0, pos - start)`` (indices unchanged)."""
+        live = pos - self._start
+        _raw(self._data)[:live] = _raw(self._data)[self._start : pos]
+        self._t[:live] = self._t[self._start : pos]
+
+    def _merge_locked(self, chunk: np.ndarray) -> tuple[np.ndarray, int, int, int] | None:
+        """Counters, expiry, merge and overflow of one chunk (under the reader lock).
+
+        Returns:
+            ``(events to write at pos, pos, new latest time, accepted)``: the buffered events
+            from ``pos`` on are to be replaced by these; None when nothing is stored.
+        """
         st = self._stats
         n = chunk.shape[0]
         st.received += n
         if n == 0:
-            return 0
+            return None
         ct = chunk["t"]
         if n > 1 and not bool(np.all(ct[1:] >= ct[:-1])):
             order = np.argsort(ct, kind="stable")
@@ -200,7 +243,7 @@ class EventBuffer:
                 st.dropped_late += k
                 chunk, ct = chunk[k:], ct[k:]
                 if chunk.shape[0] == 0:
-                    return 0
+                    return None
         latest = int(ct[-1]) if self._latest is None else max(self._latest, int(ct[-1]))
         cutoff = latest - self.max_duration_ns  # events with t < cutoff expire
         k = int(np.searchsorted(ct, cutoff, side="left"))
@@ -208,7 +251,7 @@ class EventBuffer:
             st.dropped_expired += k
             chunk, ct = chunk[k:], ct[k:]
             if chunk.shape[0] == 0:  # then latest is unchanged and nothing else expires
-                return 0
+                return None
         if chunk.shape[0] > self.max_events:  # these could never survive the overflow rule
             k = chunk.shape[0] - self.max_events
             st.dropped_overflow += k
@@ -240,15 +283,4 @@ class EventBuffer:
                 chunk = chunk[k:]
             st.dropped_overflow += over
         st.accepted += accepted
-        # make room (compaction), then write
-        m = chunk.shape[0]
-        if pos + m > self.capacity:
-            live = pos - self._start
-            _raw(self._data)[:live] = _raw(self._data)[self._start : pos]
-            self._t[:live] = self._t[self._start : pos]
-            self._start, pos = 0, live
-        _raw(self._data)[pos : pos + m] = _raw(chunk)
-        self._t[pos : pos + m] = chunk["t"]
-        self._end = pos + m
-        self._latest = latest
-        return accepted
+        return chunk, pos, latest, accepted
