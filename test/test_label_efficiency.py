@@ -45,7 +45,7 @@ def test_only_and_event_only_build_the_right_commands(tmp_path: Path, monkeypatc
     assert not any("lr_scales" in c for c in trains[0])  # scratch keeps one LR
     assert "cmfa_10pct_all3_lr0.1" in " ".join(trains[1])
     rows = json.loads((tmp_path / "exp" / "results.json").read_text())["rows"]
-    assert [r["init"] for r in rows] == ["scratch", "all3"]
+    assert [r["init"] for r in rows] == ["scratch", "all3_lr0.1"]
 
 
 def test_bad_options_are_refused(tmp_path: Path) -> None:

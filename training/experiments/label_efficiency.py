@@ -187,7 +187,8 @@ def run(s: Settings, jobs: int) -> list[dict]:
     for (fraction, init), model, rep in zip(finetunes, models, reports, strict=True):
         by = rep["by_mode"]
         rows.append({
-            "fraction": fraction, "init": init, "model": str(model),
+            "fraction": fraction, "model": str(model),
+            "init": init if init == "scratch" else model.parent.name.split("pct_", 1)[1],
             "fused_nme": by["fused"]["nme"], "event_nme": by["event"]["nme"],
             "fused_fr10": by["fused"]["fr10"], "event_fr10": by["event"]["fr10"],
             "samples": rep["num_samples"],
