@@ -206,11 +206,16 @@ class AlignNode(LifecycleNode):  # type: ignore[misc,valid-type]
         from rclpy.qos import qos_profile_sensor_data
         from tf2_ros import TransformBroadcaster
 
-        from facealign_ros.pipeline import LatestOnlyWorker, Pipeline
+        from facealign_ros.pipeline import LatestOnlyWorker, ModelLoadError, Pipeline
 
         if self.pipeline is None and self.config is not None:  # GPU freed by deactivate
-            self.pipeline = Pipeline.from_config(self.config, self.get_logger().warning)
-            self.pipeline.model.warm_up(self.config.warm_stages)
+            try:
+                self.pipeline = Pipeline.from_config(self.config, self.get_logger().warning)
+                self.pipeline.model.warm_up(self.config.warm_stages)
+            except (ValueError, RuntimeError, ModelLoadError) as exc:
+                self.pipeline = None
+                self.get_logger().error(f"activate failed: cannot reload the model: {exc}")
+                return TransitionCallbackReturn.FAILURE
         pipe, opts = self.pipeline, self.options
         for topic, typename, cb in (
             (opts["events_topic"], "event_camera_msgs/msg/EventPacket", pipe.on_events),
