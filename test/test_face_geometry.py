@@ -81,6 +81,14 @@ def test_to_rep155_and_inter_ocular_known_answers() -> None:
     assert np.array_equal(r[8], w[16])  # chin
 
 
+def test_box_near_is_relative_to_its_side() -> None:
+    box = C.Box(100.0, 50.0, 40.0)
+    assert box.near(C.Box(103.9, 46.1, 43.9), 0.1)  # every difference < 4 px = 0.1 x 40
+    assert not box.near(C.Box(104.1, 50.0, 40.0), 0.1)
+    assert not box.near(C.Box(100.0, 50.0, 35.9), 0.1)
+    assert box.near(box, 0.0) and not box.near(C.Box(100.0, 50.0, 40.01), 0.0)
+
+
 def test_box_from_landmarks_known_answer_and_visibility() -> None:
     pts = np.array([[10, 20], [30, 20], [20, 60], [20, 40], [1000, 1000]], float)
     vis = np.array([1, 1, 1, 1, 0])
