@@ -299,14 +299,9 @@ def test_cli_pretrain_then_train_loads_the_encoder(
 def _ddp_worker(rank: int, world: int, port: int, bags: list[str], out: str) -> None:
     import os
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world),
-    )
+    from training.trainer.distributed import torchrun_environment
+
+    os.environ.update(torchrun_environment(rank, world, port))
     torch.set_num_threads(1)
     result = _pretrainer([Path(b) for b in bags], Path(out), "schedule.steps=2").fit()
     Path(out, f"digest_{rank}.txt").write_text(result.digest, encoding="utf-8")

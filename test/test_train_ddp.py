@@ -16,14 +16,9 @@ SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.ya
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world),
-    )
+    from training.trainer.distributed import torchrun_environment
+
+    os.environ.update(torchrun_environment(rank, world, port))
     torch.set_num_threads(1)
     cfg = load_config(
         SMOKE,

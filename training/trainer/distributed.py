@@ -97,6 +97,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def torchrun_environment(rank: int, world: int, port: int) -> dict[str, str]:
+    """The variables ``torchrun`` sets for process ``rank`` of ``world`` on this machine.
+
+    For jobs whose processes are started some other way (``multiprocessing`` in tests):
+    ``os.environ.update(torchrun_environment(rank, world, free_port()))``.
+    """
+    return {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "RANK": str(rank),
+        "WORLD_SIZE": str(world),
+        "LOCAL_RANK": str(rank),
+        "LOCAL_WORLD_SIZE": str(world),
+    }
+
+
 T = TypeVar("T")
 
 
