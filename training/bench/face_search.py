@@ -9,7 +9,7 @@ quantiles of both, the ROC AUC, and the thresholds that keep 90% / 95% of face c
 background share they let through.
 
     python -m training.bench.face_search --model facealign_ros/weights/cmfa_lite.safetensors \\
-        --bags 'data/synth/val_*' --samples 512
+        --bags 'data/synth/val_*' --samples 512 [--mode fused|event|rgb]
 """
 
 from __future__ import annotations
@@ -22,9 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+MODES = ("fused", "event", "rgb")
 
-def mean_confidences(model_path: Path, patterns: list[str], samples: int, seed: int) -> dict:
-    """``{"face": (n,), "background": (n,)}`` mean confidences (fused inputs)."""
+
+def mean_confidences(
+    model_path: Path, patterns: list[str], samples: int, seed: int, mode: str = "fused"
+) -> dict:
+    """``{"face": (n,), "background": (n,)}`` mean confidences.
+
+    ``mode``: the inputs the network gets: ``fused``, ``event`` (RGB absent) or ``rgb``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: choose from {MODES}")
     import torch
 
     from facealign_ros.model import FaceAligner
@@ -46,8 +55,8 @@ def mean_confidences(model_path: Path, patterns: list[str], samples: int, seed: 
         with torch.no_grad():
             for k in range(0, len(items), 32):
                 chunk = items[k : k + 32]
-                ev = np.stack([s["events"] for s in chunk])
-                rgb = np.stack([s["rgb"] for s in chunk])
+                ev = np.stack([s["events"] for s in chunk]) if mode != "rgb" else None
+                rgb = np.stack([s["rgb"] for s in chunk]) if mode != "event" else None
                 confs.append(aligner.predict(ev, rgb).confidence.mean(axis=1))
         out[name] = np.concatenate(confs)
     return out
@@ -86,9 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bags", nargs="+", required=True, help="bags with ground truth (globs)")
     p.add_argument("--samples", type=int, default=512, help="crops of each kind")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=MODES, default="fused", help="inputs the network gets")
     a = p.parse_args(argv)
-    res = summary(mean_confidences(a.model, a.bags, a.samples, a.seed))
-    sys.stdout.write(json.dumps({"model": str(a.model), **res}) + "\n")
+    res = summary(mean_confidences(a.model, a.bags, a.samples, a.seed, a.mode))
+    sys.stdout.write(json.dumps({"model": str(a.model), "mode": a.mode, **res}) + "\n")
     return 0
 
 
