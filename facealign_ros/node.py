@@ -190,7 +190,7 @@ class AlignNode(LifecycleNode):  # type: ignore[misc,valid-type]
         try:
             self.config, self.options = split_parameters(self._values())
             self.pipeline = Pipeline.from_config(self.config, self.get_logger().warning)
-            self.pipeline.model.warm_up(self.config.warm_stages)
+            self.pipeline.warm_up()
         except (ValueError, RuntimeError, ModelLoadError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -211,7 +211,7 @@ class AlignNode(LifecycleNode):  # type: ignore[misc,valid-type]
         if self.pipeline is None and self.config is not None:  # GPU freed by deactivate
             try:
                 self.pipeline = Pipeline.from_config(self.config, self.get_logger().warning)
-                self.pipeline.model.warm_up(self.config.warm_stages)
+                self.pipeline.warm_up()
             except (ValueError, RuntimeError, ModelLoadError) as exc:
                 self.pipeline = None
                 self.get_logger().error(f"activate failed: cannot reload the model: {exc}")

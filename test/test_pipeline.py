@@ -139,6 +139,14 @@ def test_events_mode_reuses_the_rgb_features_of_a_frame(model, bag_msgs, monkeyp
     model.forget()
 
 
+def test_warm_up_prepares_the_configured_warm_start(model):
+    model.aligner.graphs.clear()
+    make_pipe(model, warm_stages=1).warm_up()
+    decodes = [k for k in model.aligner.graphs._graphs if k[0] == "decode"]
+    assert len(decodes) == 6  # fused / events / RGB, cold and one-stage warm
+    assert {k[3][2] for k in decodes} == {(0, 1), (1,)}  # stage indices: all, the finest
+
+
 def test_rgb_mode_uses_no_events(model, bag_msgs):
     res = run(make_pipe(model, mode="rgb"), bag_msgs)
     assert res and {r.mode for r in res} == {"rgb"}

@@ -147,7 +147,7 @@ def replay(
     t_wall = time.perf_counter()
     if pipeline is None:
         pipeline = Pipeline.from_config(config, keep_debug=keep_debug)
-        pipeline.model.warm_up(config.warm_stages)  # as the node: no tracing in the timings
+        pipeline.warm_up()  # as the node: no tracing in the timings
     pipe = pipeline
     gt, results, counts = GroundTruth(), [], {}
     with BagReader(in_bag) as reader:

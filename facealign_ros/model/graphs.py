@@ -33,8 +33,8 @@ MAX_TRACED_BATCH = 1
 """Larger batches (the face search's candidate crops) run eagerly: their time is compute, and
 each traced graph holds ~13 MB."""
 
-DecodeKey = tuple[bool, bool, tuple[int, ...], bool, int]
-"""(RGB present, events present, stage indices, warm start, batch size)."""
+DecodeKey = tuple[bool, bool, tuple[int, ...], bool]
+"""(RGB present, events present, stage indices, warm start)."""
 
 
 class _Encode(nn.Module):
@@ -57,7 +57,7 @@ class _Decode(nn.Module):
     def __init__(self, model: CMFA, key: DecodeKey) -> None:
         super().__init__()
         self.model = model
-        self.has_rgb, self.has_event, idx, self.warm, _ = key
+        self.has_rgb, self.has_event, idx, self.warm = key
         self.stages = len(idx)
 
     def forward(self, *tensors: Tensor) -> tuple[Tensor, Tensor]:
@@ -131,7 +131,7 @@ class TracedGraphs:
             raise ValueError("CMFA needs at least one of rgb and event")
         warm = init_landmarks is not None
         idx = tuple(self.model.stage_indices(stages, warm))
-        key: DecodeKey = (rgb_map is not None, ev_map is not None, idx, warm, present[0].shape[0])
+        key: DecodeKey = (rgb_map is not None, ev_map is not None, idx, warm)
         inputs = tuple(present) + ((init_landmarks,) if init_landmarks is not None else ())
-        graph_key = ("decode", key[-1], present[0].device, key)
+        graph_key = ("decode", present[0].shape[0], present[0].device, key)
         return self._graph(graph_key, _Decode(self.model, key), inputs)(*inputs)

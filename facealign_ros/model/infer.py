@@ -223,7 +223,6 @@ class FaceAligner:
             for e, i in ((ev, im), (ev, None), (None, im)):
                 self.predict(e, i)
                 self.predict(e, i, init_landmarks=init, stages=stages)
-            self.predict(ev, rgb_features=self.rgb_features(im))
 
     @staticmethod
     def postprocess(landmarks: Tensor, confidence: Tensor) -> Alignment:

@@ -129,13 +129,14 @@ class ModelRunner:
                 [event_input(events, A, self.spec, size[0], size[1], t_end_ns) for A in As]
             )
         im, feats = None, None
+        reusable = rgb_key is not None and len(boxes) == 1 and ev is not None
         if rgb is not None:
             cache = self._rgb_cache
-            if rgb_key is not None and cache is not None and cache[:2] == (rgb_key, boxes[0]):
-                feats = cache[2] if len(boxes) == 1 and ev is not None else None
-            if feats is None:
+            if reusable and cache is not None and cache[:2] == (rgb_key, boxes[0]):
+                feats = cache[2]
+            else:
                 im = np.stack([rgb_input(rgb, A, self.spec) for A in As])
-                if rgb_key is not None and len(boxes) == 1 and ev is not None:
+                if reusable:
                     feats = self.aligner.rgb_features(im)
                     self._rgb_cache = (rgb_key, boxes[0], feats)
                     im = None

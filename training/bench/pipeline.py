@@ -82,7 +82,7 @@ def _feed(pipe: Pipeline, worker: LatestOnlyWorker, inputs: list) -> None:
 
 def _phase(config: PipelineConfig, inputs: list) -> tuple[Pipeline, list]:
     pipe = Pipeline.from_config(config)
-    pipe.model.warm_up(config.warm_stages)  # as the node's configure
+    pipe.warm_up()  # as the node's configure
     results: list = []
     worker = LatestOnlyWorker(pipe, results.append)
     for _, kind, msg in [x for x in inputs if x[0] < 200_000_000]:  # compile kernels, warm up
