@@ -1,11 +1,33 @@
-"""Shared fixtures: tiny synthetic bags made by the tests themselves (session-scoped)."""
+"""Shared fixtures: tiny synthetic bags made by the tests themselves, a JSON command runner."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session")
+def json_command() -> Callable[..., dict]:
+    """``run(*args, timeout=600)``: runs ``python ARGS``; returns its one-line JSON output.
+
+    The command must exit 0 and print exactly one line.
+    """
+
+    def run(*args: str, timeout: float = 600) -> dict:
+        res = subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, check=False, timeout=timeout
+        )
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.strip().splitlines()
+        assert len(lines) == 1, res.stdout[-2000:]
+        return json.loads(lines[0])
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -111,24 +110,14 @@ def test_format_table_lists_every_contender() -> None:
 @pytest.mark.skipif(
     not TEACHER.is_file(), reason="teacher venv (facealign label --install-teacher)"
 )
-def test_real_run_three_frames(tmp_path: Path) -> None:
+def test_real_run_three_frames(tmp_path: Path, json_command) -> None:
     from training.synth.bagout import write_synth_bag
     from training.synth.scene import SceneConfig
 
     bag = tmp_path / "normal"  # a tiny normal-light bag: the default one is not decoded in tests
     write_synth_bag(bag, SceneConfig(seed=3, seconds=0.3, light="normal", motion="slow"))
-    res = subprocess.run(
-        [sys.executable, "-m", "training.bench.facemesh", "--frames", "3", "--rounds", "1"]
-        + ["--bag", str(bag), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.strip().splitlines()
-    assert len(lines) == 1
-    result = json.loads(lines[0])
+    cmd = ("-m", "training.bench.facemesh", "--frames", "3", "--rounds", "1", "--json")
+    result = json_command(*cmd, "--bag", str(bag), timeout=120)
     for name in facemesh.ORDER:
         c = result["contenders"][name]
         assert c["frames"] == 3 and c["rounds"] == 1

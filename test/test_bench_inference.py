@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 
-def test_inference_bench_reports_every_signature() -> None:
-    cmd = [sys.executable, "-m", "training.bench.inference", "--repeats", "2", "--json"]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
+def test_inference_bench_reports_every_signature(json_command) -> None:
+    out = json_command("-m", "training.bench.inference", "--repeats", "2", "--json")
     sigs = out["signatures"]
     assert set(sigs) == {
         "fused_cold",

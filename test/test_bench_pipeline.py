@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -38,13 +37,7 @@ def face_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _bench(*args: str) -> dict:
-    cmd = [sys.executable, "-m", "training.bench.pipeline", "--json", *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.strip().splitlines()
-    assert len(lines) == 1
-    return json.loads(lines[0])
+BENCH = ("-m", "training.bench.pipeline", "--json")
 
 
 def _check_figures(result: dict) -> None:
@@ -55,8 +48,8 @@ def _check_figures(result: dict) -> None:
     assert result["results"] > 0 and result["images"] > 0
 
 
-def test_face_scenario_tracks_the_face(face_bag: Path) -> None:
-    result = _bench("--bag", str(face_bag), "--seconds", "1")
+def test_face_scenario_tracks_the_face(face_bag: Path, json_command) -> None:
+    result = json_command(*BENCH, "--bag", str(face_bag), "--seconds", "1")
     _check_figures(result)
     assert result["scenario"] == "face" and result["recording"] == str(face_bag)
     assert result["faces"] > 0 and 0 < result["face_share"] <= 1
@@ -68,8 +61,8 @@ def test_face_scenario_tracks_the_face(face_bag: Path) -> None:
     assert 0 < result["face_event_rate_mev_s"] < result["event_rate_mev_s"]
 
 
-def test_search_scenario_reports_the_worst_case() -> None:
-    result = _bench("--scenario", "search", "--seconds", "0.5", "--event-rate", "1e6")
+def test_search_scenario_reports_the_worst_case(json_command) -> None:
+    result = json_command(*BENCH, "--scenario", "search", "--seconds", "0.5", "--event-rate", "1e6")
     _check_figures(result)
     assert result["scenario"] == "search"
     assert result["nme"] is None and result["metrics"] is None

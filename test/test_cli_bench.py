@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -20,21 +19,11 @@ KEYS = (
 )
 
 
-def test_bench_events_json() -> None:
+def test_bench_events_json(json_command) -> None:
     pytest.importorskip("expelliarmus")
     pytest.importorskip("tonic")
-    cmd = [sys.executable, "-m", "facealign_ros.cli", "bench", "events", "--json"]
-    res = subprocess.run(
-        [*cmd, "--events", "20000", "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.strip().splitlines()
-    assert len(lines) == 1
-    result = json.loads(lines[0])
+    cmd = ("-m", "facealign_ros.cli", "bench", "events", "--json")
+    result = json_command(*cmd, "--events", "20000", "--repeats", "1")
     for key in KEYS:
         assert isinstance(result[key], float) and result[key] > 0, key
     assert result["evt3_exact"] is True
