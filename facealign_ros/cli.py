@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """The argparse type of integer options that must be > 0 (shared by the command lines)."""
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
@@ -46,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         "events", help="evt3 decoding and representations vs expelliarmus and tonic"
     )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--events", type=_positive_int, default=5_000_000, help="stream size")
-    ev.add_argument("--repeats", type=_positive_int, default=5, help="timed runs (median)")
+    ev.add_argument("--events", type=positive_int, default=5_000_000, help="stream size")
+    ev.add_argument("--repeats", type=positive_int, default=5, help="timed runs (median)")
     ev.add_argument("--seed", type=int, default=0)
     pl = bench_sub.add_parser(
         "pipeline", help="node pipeline latency/RSS/rates: RGB 30 Hz + 5 Mev/s evt3 in real time"

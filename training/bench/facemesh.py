@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from facealign_ros.cli import positive_int
 from training.bench.facemesh_worker import PRIME, MeshWorker, MeshWorkerError
 from training.label.teacher import TeacherMissingError, resolve_python
 
@@ -337,20 +338,13 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m training.bench.facemesh``."""
     p = argparse.ArgumentParser(
         prog="python -m training.bench.facemesh", description=__doc__.split("\n\n")[0]
     )
-    p.add_argument("--frames", type=_positive, default=60, help="timed frames per round")
-    p.add_argument("--rounds", type=_positive, default=5, help="timed rounds (after a warm-up)")
+    p.add_argument("--frames", type=positive_int, default=60, help="timed frames per round")
+    p.add_argument("--rounds", type=positive_int, default=5, help="timed rounds (after a warm-up)")
     p.add_argument(
         "--bag",
         default=None,

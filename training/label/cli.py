@@ -15,6 +15,7 @@ import json
 import sys
 
 from facealign_ros import topics
+from facealign_ros.cli import positive_int
 
 _DESCRIPTION = """\
 Label the RGB frames of a rosbag2 (mcap or sqlite3) with an offline face-landmark teacher
@@ -42,13 +43,6 @@ def _score(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def add_label_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``label`` sub-command to ``subparsers``; returns its parser."""
     p = subparsers.add_parser(
@@ -71,7 +65,9 @@ def add_label_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         default=0.5,
         help="frames scoring below this are marked, confidences 0 (default 0.5)",
     )
-    p.add_argument("--every", type=_positive, default=1, help="label every Nth image (default 1)")
+    p.add_argument(
+        "--every", type=positive_int, default=1, help="label every Nth image (default 1)"
+    )
     p.add_argument(
         "--storage",
         choices=("mcap", "sqlite3"),
