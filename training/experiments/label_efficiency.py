@@ -112,11 +112,20 @@ def pretrain(s: Settings, name: str) -> Path:
     return enc
 
 
+def _gentle(s: Settings, init: str) -> bool:
+    """A pretrained encoder fine-tuned at a scaled LR."""
+    return init != "scratch" and s.encoder_lr_scale != 1.0
+
+
+def variant(s: Settings, init: str) -> str:
+    """Name of a fine-tune's initialisation: ``init``, plus ``_lr<scale>`` when scaled."""
+    return f"{init}_lr{s.encoder_lr_scale:g}" if _gentle(s, init) else init
+
+
 def finetune(s: Settings, fraction: float, init: str) -> Path:
     """Lite CMFA with ``fraction`` of the labels from ``init``; returns the model file."""
-    gentle = init != "scratch" and s.encoder_lr_scale != 1.0
-    suffix = f"_lr{s.encoder_lr_scale:g}" if gentle else ""
-    out = s.out / f"cmfa_{int(round(fraction * 100))}pct_{init}{suffix}"
+    gentle = _gentle(s, init)
+    out = s.out / f"cmfa_{int(round(fraction * 100))}pct_{variant(s, init)}"
     model = out / "model.safetensors"
     if model.is_file():
         return model
@@ -188,7 +197,7 @@ def run(s: Settings, jobs: int) -> list[dict]:
         by = rep["by_mode"]
         rows.append({
             "fraction": fraction, "model": str(model),
-            "init": init if init == "scratch" else model.parent.name.split("pct_", 1)[1],
+            "init": variant(s, init),
             "fused_nme": by["fused"]["nme"], "event_nme": by["event"]["nme"],
             "fused_fr10": by["fused"]["fr10"], "event_fr10": by["event"]["fr10"],
             "samples": rep["num_samples"],
