@@ -2,8 +2,8 @@
 
 Eager PyTorch spends a large share of a lite forward in Python (about 200 module calls per
 crop); a traced and frozen TorchScript graph runs the same operators without it: on this
-project's 2-core CPU a fused warm-start forward goes from ~5.0 to ~3.7 ms and a cold one from
-~7.3 to ~5.3 ms, with identical outputs (``python -m training.bench.inference``).
+project's 2-core CPU 1.27-1.38x faster, with identical outputs (``python -m
+training.bench.inference``, docs/BENCHMARKS.md).
 
 A graph is traced on first use of each signature (branch: RGB backbone, event backbone, or the
 decoder with a given set of present modalities, stages and warm/cold start), which costs a few
@@ -31,7 +31,7 @@ _log = logging.getLogger(__name__)
 
 MAX_TRACED_BATCH = 1
 """Larger batches (the face search's candidate crops) run eagerly: their time is compute, and
-each traced graph holds ~13 MB."""
+every traced graph costs memory."""
 
 DecodeKey = tuple[bool, bool, tuple[int, ...], bool]
 """(RGB present, events present, stage indices, warm start)."""
