@@ -112,66 +112,95 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "facealign_ros"
 
 
-def _data_dir(root: Path) -> Path:
-    return root / f"menpo3d-{MENPO3D_VERSION}" / "data"
+@dataclass(frozen=True)
+class SdistFiles:
+    """Data files taken from a pinned PyPI source distribution.
+
+    Attributes:
+        package: PyPI name.
+        version: pinned version.
+        sha256: SHA-256 of the ``.tar.gz`` (PyPI files never change once published).
+        data_dir: folder of the files inside the archive, e.g. ``menpo3d/data``.
+        files: file names to extract.
+        env_var: environment variable that may name an already downloaded sdist (offline use).
+    """
+
+    package: str
+    version: str
+    sha256: str
+    data_dir: str
+    files: tuple[str, ...]
+    env_var: str
+
+    def target(self, root: Path) -> Path:
+        """Cache folder the files are extracted to."""
+        return root / f"{self.package}-{self.version}" / Path(self.data_dir).name
 
 
-def _download_sdist(dest: Path) -> Path:
+MENPO3D_FILES = SdistFiles("menpo3d", MENPO3D_VERSION, MENPO3D_SDIST_SHA256, "menpo3d/data",
+                           DATA_FILES, "FACEALIGN_MENPO3D_SDIST")  # fmt: skip
+
+
+def _download_sdist(spec: SdistFiles, dest: Path) -> Path:
+    pin = f"{spec.package}=={spec.version}"
     cmd = [
-        sys.executable, "-m", "pip", "download", f"menpo3d=={MENPO3D_VERSION}", "--no-deps",
+        sys.executable, "-m", "pip", "download", pin, "--no-deps",
         "--no-binary", ":all:", "--no-build-isolation", "--disable-pip-version-check",
         "-d", str(dest),
     ]  # fmt: skip
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AssetError(f"could not run pip to fetch menpo3d=={MENPO3D_VERSION}: {exc}") from exc
-    found = sorted(dest.glob(f"menpo3d-{MENPO3D_VERSION}.tar.gz"))
+        raise AssetError(f"could not run pip to fetch {pin}: {exc}") from exc
+    found = sorted(dest.glob(f"{spec.package}-{spec.version}.tar.gz"))
     if not found:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
         raise AssetError(
-            f"`pip download menpo3d=={MENPO3D_VERSION}` failed (no network or no pip?). "
-            "Download the sdist elsewhere and point FACEALIGN_MENPO3D_SDIST at it.\n" + tail
+            f"`pip download {pin}` failed (no network or no pip?). "
+            f"Download the sdist elsewhere and point {spec.env_var} at it.\n" + tail
         )
     return found[0]
 
 
-def fetch_assets(root: Path | None = None) -> Path:
-    """Make sure the menpo3d data files are in the cache and return their directory.
+def fetch_sdist_files(spec: SdistFiles, root: Path | None = None) -> Path:
+    """Make sure ``spec``'s files are in the cache and return their directory.
 
     Idempotent: returns at once when the files are already there. Otherwise the sdist is taken
-    from ``$FACEALIGN_MENPO3D_SDIST`` or downloaded with ``pip download``, checked against its
-    SHA-256, and only the data files are extracted (atomically, via a temporary directory).
+    from ``$<spec.env_var>`` or downloaded with ``pip download``, checked against its SHA-256,
+    and only the named files are extracted (atomically, via a temporary directory).
 
     Args:
+        spec: what to fetch.
         root: cache directory; default :func:`cache_dir`.
-
-    Returns:
-        Directory holding :data:`DATA_FILES`.
 
     Raises:
         AssetError: when the sdist cannot be obtained or does not match.
     """
     root = cache_dir() if root is None else Path(root)
-    out = _data_dir(root)
-    if all((out / f).is_file() for f in DATA_FILES):
+    out = spec.target(root)
+    if all((out / f).is_file() for f in spec.files):
         return out
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".fetch-") as tmp:
         tmp_path = Path(tmp)
-        given = os.environ.get("FACEALIGN_MENPO3D_SDIST")
-        sdist = Path(given) if given else _download_sdist(tmp_path)
+        given = os.environ.get(spec.env_var)
+        sdist = Path(given) if given else _download_sdist(spec, tmp_path)
         if not sdist.is_file():
-            raise AssetError(f"FACEALIGN_MENPO3D_SDIST={sdist} is not a file")
+            raise AssetError(f"{spec.env_var}={sdist} is not a file")
         digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
-        if digest != MENPO3D_SDIST_SHA256:
-            raise AssetError(f"{sdist}: sha256 {digest} is not the menpo3d {MENPO3D_VERSION} one")
+        if digest != spec.sha256:
+            raise AssetError(
+                f"{sdist}: sha256 {digest} is not the {spec.package} {spec.version} one"
+            )
         stage = tmp_path / "data"
         stage.mkdir()
-        prefix = f"menpo3d-{MENPO3D_VERSION}/menpo3d/data/"
+        prefix = f"{spec.package}-{spec.version}/{spec.data_dir}/"
         with tarfile.open(sdist, "r:gz") as tar:
-            for name in DATA_FILES:
-                member = tar.getmember(prefix + name)
+            for name in spec.files:
+                try:
+                    member = tar.getmember(prefix + name)
+                except KeyError as exc:
+                    raise AssetError(f"{sdist}: no {prefix + name}") from exc
                 src = tar.extractfile(member)
                 if src is None:
                     raise AssetError(f"{sdist}: {name} is not a regular file")
@@ -181,6 +210,18 @@ def fetch_assets(root: Path | None = None) -> Path:
             shutil.rmtree(out)
         stage.rename(out)
     return out
+
+
+def fetch_assets(root: Path | None = None) -> Path:
+    """Make sure the menpo3d data files are in the cache and return their directory.
+
+    See :func:`fetch_sdist_files` (:data:`MENPO3D_FILES`; offline:
+    ``$FACEALIGN_MENPO3D_SDIST``).
+
+    Raises:
+        AssetError: when the sdist cannot be obtained or does not match.
+    """
+    return fetch_sdist_files(MENPO3D_FILES, root)
 
 
 def srgb_to_linear(img: np.ndarray) -> np.ndarray:

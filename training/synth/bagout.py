@@ -53,7 +53,7 @@ from facealign_ros.events import EVENT_DTYPE, encode
 from facealign_ros.messages import image_to_msg, landmarks_to_msg, pose_to_msg
 from training.synth.engine import ENGINE_VERSION, FrameOutput, SensorConfig, generate
 from training.synth.render import PinholeCamera
-from training.synth.scene import SceneConfig
+from training.synth.scene import IntervalScene, SceneConfig
 
 TOPIC_EVENTS = topics.EVENTS
 TOPIC_IMAGE = topics.IMAGE
@@ -168,8 +168,9 @@ def write_frame(writer: BagWriter, out: FrameOutput, packetizer: EventPacketizer
     writer.write(TOPIC_IMAGE, stamp, img)
     writer.write(TOPIC_INFO, stamp, info)
     writer.write(TOPIC_GT, stamp, landmarks_msg(stamp, iv.uv, iv.visible, w, h))
-    writer.write(TOPIC_POSE, stamp, pose_to_msg(msg_class, iv.rotation, iv.translation, stamp,
-                                                FRAME_ID))  # fmt: skip
+    if iv.rotation is not None and iv.translation is not None:
+        writer.write(TOPIC_POSE, stamp, pose_to_msg(msg_class, iv.rotation, iv.translation,
+                                                    stamp, FRAME_ID))  # fmt: skip
     for t, uv, vis in zip(iv.hf_times_ns, iv.hf_uv, iv.hf_visible, strict=True):
         writer.write(TOPIC_GT_HF, start_ns + int(t), landmarks_msg(start_ns + int(t), uv, vis,
                                                                   w, h))  # fmt: skip
@@ -185,6 +186,8 @@ def write_synth_bag(
     start_ns: int = DEFAULT_START_NS,
     latency_ns: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    scene: IntervalScene | None = None,
+    source: dict | None = None,
 ) -> dict:
     """Generate ``config`` and write it as a rosbag2 at ``out`` (atomically).
 
@@ -197,6 +200,9 @@ def write_synth_bag(
         start_ns: ROS time of scene time 0, ns.
         latency_ns: modelled event transport latency in packet stamps, ns.
         progress: called with ``(frames done, frames total)`` after each frame.
+        scene: a prebuilt scene source (e.g. an animated photo); None renders ``config``'s
+            synthetic head. A source without a 3D pose writes no head-pose topic.
+        source: JSON-able description of ``scene`` stored in the metadata record as ``source``.
 
     Returns:
         Statistics: frames, events, dropped events, packets, sub-frames, wall seconds.
@@ -216,7 +222,7 @@ def write_synth_bag(
         packetizer = EventPacketizer(config.width, config.height, start_ns, latency_ns)
         n = config.n_frames
         last_stamp = start_ns
-        for fo in generate(config, sensor, workers):
+        for fo in generate(config, sensor, workers, scene):
             stats["packets"] += write_frame(writer, fo, packetizer, k_matrix, start_ns,
                                             flush=fo.interval.k == n)  # fmt: skip
             stats["frames"] += 1
@@ -226,15 +232,19 @@ def write_synth_bag(
             last_stamp = start_ns + int(fo.interval.times_ns[-1])
             if progress is not None:
                 progress(stats["frames"], n)
-        meta = metadata(config, sensor, start_ns, latency_ns, stats)
+        meta = metadata(config, sensor, start_ns, latency_ns, stats, source)
         writer.write(TOPIC_META, last_stamp, msg_class("std_msgs/msg/String")(data=meta))
     stats["wall_s"] = time.perf_counter() - t_wall
     return stats
 
 
 def metadata(config: SceneConfig, sensor: SensorConfig, start_ns: int, latency_ns: int,
-             stats: dict) -> str:  # fmt: skip
-    """The JSON metadata record (sorted keys; no wall-clock values)."""
+             stats: dict, source: dict | None = None) -> str:  # fmt: skip
+    """The JSON metadata record (sorted keys; no wall-clock values).
+
+    ``source`` describes a scene source other than the synthetic head (e.g. the photo of an
+    animated-photo bag).
+    """
     record = {
         "engine": "facealign_ros.training.synth",
         "engine_version": ENGINE_VERSION,
@@ -254,4 +264,6 @@ def metadata(config: SceneConfig, sensor: SensorConfig, start_ns: int, latency_n
         "head_pose_frame": "head origin 0.09 m behind the eyes; x left(subject), y down, z back",
         "stats": {k: v for k, v in stats.items() if k != "wall_s"},
     }
+    if source is not None:
+        record["source"] = source
     return json.dumps(record, sort_keys=True)

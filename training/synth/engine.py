@@ -26,7 +26,7 @@ from facealign_ros.events import empty_events
 from training.synth.camera import LIGHT_LEVELS, RGBCameraConfig, capture
 from training.synth.esim import EventConfig, EventSimulator
 from training.synth.occluders import bandwidth_limit, flicker
-from training.synth.scene import Interval, Scene, SceneConfig
+from training.synth.scene import Interval, IntervalScene, Scene, SceneConfig
 
 ENGINE_VERSION = "1.0.0"
 """Version of the synthetic engine written into every bag's metadata."""
@@ -85,7 +85,10 @@ def _render_interval(k: int) -> Interval:
 
 
 def rendered_intervals(
-    config: SceneConfig, workers: int = 0, rgb: RGBCameraConfig | None = None
+    config: SceneConfig,
+    workers: int = 0,
+    rgb: RGBCameraConfig | None = None,
+    scene: IntervalScene | None = None,
 ) -> Iterator[Interval]:
     """Yield :meth:`Scene.interval` for k = 1..n in order, rendered by ``workers`` processes.
 
@@ -93,13 +96,16 @@ def rendered_intervals(
         config: the scene.
         workers: worker processes; 0 renders in this process.
         rgb: RGB camera config used for auto exposure (None: the scene's default).
+        scene: a scene source built by the caller (e.g. a
+            :class:`~training.synth.photo.PhotoScene`) rendered in this process, ``workers``
+            ignored; None builds :class:`Scene` from ``config``. Closed at the end either way.
 
     Yields:
         The intervals, in order.
     """
     n = config.n_frames
-    if workers <= 0:
-        scene = Scene(config)
+    if workers <= 0 or scene is not None:
+        scene = scene if scene is not None else Scene(config)
         try:
             for k in range(1, n + 1):
                 yield scene.interval(k, rgb)
@@ -137,7 +143,10 @@ def _esim_inputs(iv: Interval, config: SceneConfig, skip_first: bool) -> tuple:
 
 
 def generate(
-    config: SceneConfig, sensor: SensorConfig | None = None, workers: int = 0
+    config: SceneConfig,
+    sensor: SensorConfig | None = None,
+    workers: int = 0,
+    scene: IntervalScene | None = None,
 ) -> Iterator[FrameOutput]:
     """Generate a scene frame by frame: RGB images, events and ground truth.
 
@@ -145,6 +154,7 @@ def generate(
         config: the scene.
         sensor: camera-side parameters (None: defaults).
         workers: rendering worker processes (0: render here).
+        scene: a prebuilt scene source (see :func:`rendered_intervals`); None: ``Scene(config)``.
 
     Yields:
         One :class:`FrameOutput` per RGB frame, in order.
@@ -157,7 +167,7 @@ def generate(
     bw_rng = np.random.default_rng([seed, 103])
     rgb_cfg = sensor.rgb_for(config)
     light = LIGHT_LEVELS[config.light]
-    for iv in rendered_intervals(config, workers, rgb_cfg):
+    for iv in rendered_intervals(config, workers, rgb_cfg, scene):
         lum, times = _esim_inputs(iv, config, skip_first=iv.k > 1)
         if iv.k == 1:
             sim.reset(lum[0], int(times[0]))

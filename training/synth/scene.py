@@ -156,8 +156,9 @@ class Interval:
         stamp_ns: frame stamp (middle of the exposure), ns.
         uv: (70, 2) float64 GT landmark pixels at ``stamp_ns``.
         visible: (70,) bool GT visibility.
-        rotation: (3, 3) GT head rotation head -> camera optical frame.
-        translation: (3,) GT head origin in the camera optical frame, metres.
+        rotation: (3, 3) GT head rotation head -> camera optical frame; None for sources
+            without a 3D head pose (photos).
+        translation: (3,) GT head origin in the camera optical frame, metres; None likewise.
         hf_times_ns: (M,) int64 1 ms grid times in ``((k-1)/fps, k/fps]``.
         hf_uv: (M, 70, 2) float64 landmark pixels on the grid.
         hf_visible: (M, 70) bool visibility (from the nearest sub-frame).
@@ -172,15 +173,106 @@ class Interval:
     stamp_ns: int
     uv: np.ndarray
     visible: np.ndarray
-    rotation: np.ndarray
-    translation: np.ndarray
+    rotation: np.ndarray | None
+    translation: np.ndarray | None
     hf_times_ns: np.ndarray
     hf_uv: np.ndarray
     hf_visible: np.ndarray
     stats: dict = field(default_factory=dict)
 
 
-class Scene:
+class IntervalScene:
+    """What every scene source shares: rendering one RGB frame interval from its sub-frames.
+
+    A subclass sets ``self.config`` (a :class:`SceneConfig`; its light, fps, sampling and
+    flicker fields are used here) and implements :meth:`render` (image, landmarks and visibility
+    at one time), :meth:`landmarks_px` (landmarks at many times), :meth:`_tracked` (pixel
+    positions whose motion bounds the sub-frame spacing) and :meth:`head_pose` (ground-truth
+    pose, or None where the source has none).
+    """
+
+    config: SceneConfig
+
+    def render(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Render the scene at ``t`` seconds.
+
+        Returns:
+            ``(image, uv, visible)``: (H, W, 3) float32 linear image, (70, 2) landmark pixels
+            and (70,) bool visibility.
+        """
+        raise NotImplementedError
+
+    def landmarks_px(self, t: np.ndarray) -> np.ndarray:
+        """(N, 70, 2) float64 landmark pixels at times ``t`` (N,), seconds."""
+        raise NotImplementedError
+
+    def _tracked(self, t_ns: int) -> np.ndarray:
+        """(P, 2) pixel positions whose motion bounds the sub-frame spacing at ``t_ns``."""
+        raise NotImplementedError
+
+    def head_pose(self, t: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Ground-truth ``(R, T)`` at ``t`` seconds, or None when the source has no 3D pose."""
+        raise NotImplementedError
+
+    def interval(self, k: int, camera: RGBCameraConfig | None = None) -> Interval:
+        """Render frame interval ``k`` (1-based); see the module docstring."""
+        cfg = self.config
+        cam_cfg = camera or RGBCameraConfig(fps=cfg.fps, max_exposure_s=0.9 / cfg.fps)
+        ends = cfg.frame_end_ns
+        if not 1 <= k <= cfg.n_frames:
+            raise ValueError(f"frame {k} outside 1..{cfg.n_frames}")
+        t0, t1 = int(ends[k - 1]), int(ends[k])
+        cache: dict[int, tuple] = {t0: self.render(t0 * 1e-9)}
+        mean_lum = float(to_gray(cache[t0][0]).mean())
+        exposure, gain = auto_exposure(mean_lum, LIGHT_LEVELS[cfg.light], cam_cfg)
+        e_ns = int(round(exposure * 1e9))
+        stamp = t1 - e_ns // 2
+        fixed = {t0, t1, t1 - e_ns, stamp}
+        min_dt = cfg.min_dt_us * 1000
+        adaptive = piecewise_sample_times(t0, t1, self._tracked, cfg.max_px, 4, min_dt)
+        times = np.array(sorted(fixed | {int(x) for x in adaptive}), np.int64)
+        for t in times:
+            if int(t) not in cache:
+                cache[int(t)] = self.render(int(t) * 1e-9)
+        images = [cache[int(t)][0] for t in times]
+        lum = np.stack([to_gray(im) for im in images]).astype(np.float32)
+        irr = self._integrate(times, images, t1 - e_ns, t1)
+        hf = np.arange((t0 // 1_000_000 + 1) * 1_000_000, t1 + 1, 1_000_000, dtype=np.int64)
+        hf_uv = self.landmarks_px(hf * 1e-9) if hf.size else np.zeros((0, 70, 2))
+        nearest = np.abs(hf[:, None] - times[None, :]).argmin(1) if hf.size else []
+        hf_vis = np.array([cache[int(times[i])][2] for i in nearest], bool).reshape(-1, 70)
+        pose = self.head_pose(stamp * 1e-9)
+        rot, trans = pose if pose is not None else (None, None)
+        _, uv, vis = cache[stamp]
+        return Interval(k, times, lum, irr, exposure, gain, stamp, uv, vis, rot, trans, hf,
+                        hf_uv, hf_vis, {"subframes": len(times)})  # fmt: skip
+
+    def _integrate(self, times: np.ndarray, images: list, a_ns: int, b_ns: int) -> np.ndarray:
+        """Time average over ``[a, b]`` of the piecewise-linear image sequence x flicker."""
+        cfg = self.config
+        grid = {int(t) for t in times if a_ns <= t <= b_ns} | {a_ns, b_ns}
+        if cfg.flicker_hz > 0 and cfg.flicker_depth > 0:
+            step = 1e9 / (16 * cfg.flicker_hz)
+            grid |= {int(x) for x in np.arange(a_ns, b_ns, step)}
+        ts = np.array(sorted(grid), np.int64)
+        j = np.clip(np.searchsorted(times, ts, side="right") - 1, 0, len(times) - 2)
+        frac = (ts - times[j]) / np.maximum(times[j + 1] - times[j], 1)
+        fl = flicker(ts * 1e-9, cfg.flicker_hz, cfg.flicker_depth)
+        wts = np.zeros(len(ts))
+        dt = np.diff(ts).astype(np.float64)
+        wts[:-1] += 0.5 * dt
+        wts[1:] += 0.5 * dt
+        wts *= fl / max(dt.sum(), 1.0)
+        acc = np.zeros_like(images[0])
+        for w, jj, f in zip(wts, j, frac, strict=True):
+            acc += np.float32(w * (1 - f)) * images[jj] + np.float32(w * f) * images[jj + 1]
+        return acc
+
+    def close(self) -> None:
+        """Release what the source holds (nothing by default)."""
+
+
+class Scene(IntervalScene):
     """A deterministic scene built from a :class:`SceneConfig`; renders lazily per process.
 
     Args:
@@ -244,6 +336,10 @@ class Scene:
         shake = self.shake.rotation(t)
         return shake @ rot, (shake @ trans[..., None])[..., 0]
 
+    def head_pose(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Ground-truth head pose at ``t`` seconds (see :meth:`pose`)."""
+        return self.pose(t)
+
     def landmarks_px(self, t: np.ndarray) -> np.ndarray:
         """(N, 70, 2) float64 projected REP-155 landmarks at times ``t`` (N,), seconds."""
         t = np.atleast_1d(np.asarray(t, np.float64))
@@ -298,59 +394,6 @@ class Scene:
         vis[68] &= weights[2] < 0.5  # a closed eye hides its pupil
         vis[69] &= weights[3] < 0.5
         return image, uv, vis
-
-    def interval(self, k: int, camera: RGBCameraConfig | None = None) -> Interval:
-        """Render frame interval ``k`` (1-based); see the module docstring."""
-        cfg = self.config
-        cam_cfg = camera or RGBCameraConfig(fps=cfg.fps, max_exposure_s=0.9 / cfg.fps)
-        ends = cfg.frame_end_ns
-        if not 1 <= k <= cfg.n_frames:
-            raise ValueError(f"frame {k} outside 1..{cfg.n_frames}")
-        t0, t1 = int(ends[k - 1]), int(ends[k])
-        cache: dict[int, tuple] = {t0: self.render(t0 * 1e-9)}
-        mean_lum = float(to_gray(cache[t0][0]).mean())
-        exposure, gain = auto_exposure(mean_lum, LIGHT_LEVELS[cfg.light], cam_cfg)
-        e_ns = int(round(exposure * 1e9))
-        stamp = t1 - e_ns // 2
-        fixed = {t0, t1, t1 - e_ns, stamp}
-        min_dt = cfg.min_dt_us * 1000
-        adaptive = piecewise_sample_times(t0, t1, self._tracked, cfg.max_px, 4, min_dt)
-        times = np.array(sorted(fixed | {int(x) for x in adaptive}), np.int64)
-        for t in times:
-            if int(t) not in cache:
-                cache[int(t)] = self.render(int(t) * 1e-9)
-        images = [cache[int(t)][0] for t in times]
-        lum = np.stack([to_gray(im) for im in images]).astype(np.float32)
-        irr = self._integrate(times, images, t1 - e_ns, t1)
-        hf = np.arange((t0 // 1_000_000 + 1) * 1_000_000, t1 + 1, 1_000_000, dtype=np.int64)
-        hf_uv = self.landmarks_px(hf * 1e-9) if hf.size else np.zeros((0, 70, 2))
-        nearest = np.abs(hf[:, None] - times[None, :]).argmin(1) if hf.size else []
-        hf_vis = np.array([cache[int(times[i])][2] for i in nearest], bool).reshape(-1, 70)
-        rot, trans = self.pose(stamp * 1e-9)
-        _, uv, vis = cache[stamp]
-        return Interval(k, times, lum, irr, exposure, gain, stamp, uv, vis, rot, trans, hf,
-                        hf_uv, hf_vis, {"subframes": len(times)})  # fmt: skip
-
-    def _integrate(self, times: np.ndarray, images: list, a_ns: int, b_ns: int) -> np.ndarray:
-        """Time average over ``[a, b]`` of the piecewise-linear image sequence x flicker."""
-        cfg = self.config
-        grid = {int(t) for t in times if a_ns <= t <= b_ns} | {a_ns, b_ns}
-        if cfg.flicker_hz > 0 and cfg.flicker_depth > 0:
-            step = 1e9 / (16 * cfg.flicker_hz)
-            grid |= {int(x) for x in np.arange(a_ns, b_ns, step)}
-        ts = np.array(sorted(grid), np.int64)
-        j = np.clip(np.searchsorted(times, ts, side="right") - 1, 0, len(times) - 2)
-        frac = (ts - times[j]) / np.maximum(times[j + 1] - times[j], 1)
-        fl = flicker(ts * 1e-9, cfg.flicker_hz, cfg.flicker_depth)
-        wts = np.zeros(len(ts))
-        dt = np.diff(ts).astype(np.float64)
-        wts[:-1] += 0.5 * dt
-        wts[1:] += 0.5 * dt
-        wts *= fl / max(dt.sum(), 1.0)
-        acc = np.zeros_like(images[0])
-        for w, jj, f in zip(wts, j, frac, strict=True):
-            acc += np.float32(w * (1 - f)) * images[jj] + np.float32(w * f) * images[jj + 1]
-        return acc
 
     def close(self) -> None:
         """Release the renderer."""
