@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,22 @@ NO_AUG = AugmentConfig(enabled=False)
 FLIP_ONLY = AugmentConfig(
     box_scale_jitter=0, box_shift=0, rotation_deg=0, flip_prob=1.0, event_drop_max=0,
     event_noise_max=0, rgb_gain=1.0, rgb_gamma=1.0, rgb_noise_max=0, rgb_blur_prob=0,
+    rgb_white_balance=0, rgb_saturation=0, rgb_gray_prob=0,
 )  # fmt: skip
+
+
+def test_rgb_colour_augmentation() -> None:
+    from training.data.dataset import _augment_rgb
+
+    rgb = np.random.default_rng(0).uniform(0.1, 0.9, (3, 8, 8)).astype(np.float32)
+    ident = np.asarray(_augment_rgb(rgb, np.random.default_rng(1), FLIP_ONLY))
+    np.testing.assert_allclose(ident, rgb, atol=1e-6)
+    gray = _augment_rgb(rgb, np.random.default_rng(1), replace(FLIP_ONLY, rgb_gray_prob=1.0))
+    np.testing.assert_allclose(gray, np.broadcast_to(rgb.mean(0), rgb.shape), atol=1e-6)
+    sat = replace(FLIP_ONLY, rgb_saturation=0.4, rgb_white_balance=0.1)
+    outs = [_augment_rgb(rgb, np.random.default_rng(s), sat) for s in range(20)]
+    spread = [float(np.std(o - o.mean(0))) / float(np.std(rgb - rgb.mean(0))) for o in outs]
+    assert 0.55 < min(spread) < 0.95 and 1.05 < max(spread) < 1.6, spread
 
 
 def test_bag_arrays_decode_and_cache(synth_bag: Path) -> None:

@@ -53,6 +53,9 @@ class AugmentConfig:
         rgb_gamma: gamma ``U(1/g, g)`` applied after the gain (1: none).
         rgb_noise_max: Gaussian noise std up to this value (in [0, 1] units).
         rgb_blur_prob: probability of a Gaussian blur (motion / focus).
+        rgb_white_balance: per-channel gains ``U(1 - w, 1 + w)`` (camera white balance).
+        rgb_saturation: colour saturation scaled by ``U(1 - s, 1 + s)`` around the grey level.
+        rgb_gray_prob: probability of a grey-level image (monochrome cameras, old photos).
         negative_prob: probability that a sample is a *negative* crop: a box of face-like size
             elsewhere in the view (IoU with the face box < 0.1), ``face_present`` False; the loss
             then asks for zero confidence (teaches the face search to reject background).
@@ -69,6 +72,9 @@ class AugmentConfig:
     rgb_gamma: float = 1.4
     rgb_noise_max: float = 0.04
     rgb_blur_prob: float = 0.2
+    rgb_white_balance: float = 0.1
+    rgb_saturation: float = 0.4
+    rgb_gray_prob: float = 0.1
     negative_prob: float = 0.0
 
     @classmethod
@@ -263,8 +269,17 @@ def _augment_events(
 
 
 def _augment_rgb(rgb: np.ndarray, rng: np.random.Generator, aug: AugmentConfig) -> np.ndarray:
-    """Gain, gamma, blur and noise on a ``(3, S, S)`` image in ``[0, 1]``."""
-    out = rgb * rng.uniform(1 / aug.rgb_gain, aug.rgb_gain)
+    """Colour, gain, gamma, blur and noise on a ``(3, S, S)`` image in ``[0, 1]``."""
+    w = aug.rgb_white_balance
+    out = rgb * rng.uniform(1 - w, 1 + w, (3, 1, 1))
+    gray = out.mean(0, keepdims=True)
+    sat = (
+        0.0
+        if rng.random() < aug.rgb_gray_prob
+        else rng.uniform(1 - aug.rgb_saturation, 1 + aug.rgb_saturation)
+    )
+    out = gray + sat * (out - gray)
+    out = out * rng.uniform(1 / aug.rgb_gain, aug.rgb_gain)
     out = np.clip(out, 0, 1) ** rng.uniform(1 / aug.rgb_gamma, aug.rgb_gamma)
     if rng.random() < aug.rgb_blur_prob:
         sigma = rng.uniform(0.5, 2.0)
