@@ -229,9 +229,15 @@ class PhotoScene(IntervalScene):
         self._alpha = np.ones(img.shape[:2], np.float32)
         pts = (photo.points + 0.5) * [sx, sy] - 0.5
         self._points = points70(pts)
+        # Sub-frame sampling tracks the landmarks and the corners of twice the face box: the
+        # photo's own corners can lie far outside the view, where their fast apparent motion
+        # would only multiply sub-frames that change no pixel of the face's surroundings.
         h, w = img.shape[:2]
-        self._outline = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5],
-                                  [-0.5, h - 0.5]])  # fmt: skip
+        lo, hi = self._points.min(0), self._points.max(0)
+        mid, half = (lo + hi) / 2, (hi - lo).max()
+        x0, y0 = np.maximum(mid - half, -0.5)
+        x1, y1 = np.minimum(mid + half, [w - 0.5, h - 0.5])
+        self._outline = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
         # Texture pixel -> plane metres, origin at the eye-corner midpoint.
         metres = OUTER_EYE_DISTANCE_M / float(np.linalg.norm(pts[36] - pts[45]))
         c = (pts[36] + pts[45]) / 2
