@@ -171,6 +171,7 @@ def test_bad_header(saved: Path, tmp_path: Path, header: dict, message: str) -> 
         ({"config": {"num_heads": 5}}, "divisible"),
         ({"mean_shape": [[0.5, 0.5]]}, "mean_shape is \\(1, 2\\)"),
         ({"input_size": 256}, "input_size 256"),
+        ({"lineage": {"training_command": "x"}}, "lineage must be a list"),
     ],
 )
 def test_bad_metadata(saved: Path, tmp_path: Path, edit: dict, message: str) -> None:
@@ -198,3 +199,22 @@ def test_missing_and_unexpected_tensors(saved: Path, tmp_path: Path) -> None:
     save_file(tensors, str(path), metadata=header)
     with pytest.raises(CheckpointError, match="missing \\['offset_head.weight'\\].*extra.weight"):
         load_checkpoint(path)
+
+
+def test_lineage_chains_fine_tunes(model: CMFA, saved: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    from facealign_ros.model.checkpoint import lineage_of
+
+    assert read_metadata(saved).lineage == ()  # trained from scratch: no lineage key written
+    first = lineage_of(saved)
+    assert first == ({"training_command": read_metadata(saved).training_command,
+                      "created": read_metadata(saved).created,
+                      "sha256": hashlib.sha256(saved.read_bytes()).hexdigest()},)  # fmt: skip
+    tuned = tmp_path / "tuned.safetensors"
+    save_checkpoint(tuned, model, landmark_scheme="x", representations=[],
+                    training_command="facealign train --init-from a", lineage=first)  # fmt: skip
+    assert read_metadata(tuned).lineage == first
+    chain = lineage_of(tuned)
+    assert chain[:1] == first and chain[1]["training_command"] == "facealign train --init-from a"
+    assert load_checkpoint(tuned)[1].lineage == first

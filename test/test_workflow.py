@@ -79,6 +79,11 @@ def test_record_label_pretrain_finetune_eval_replay(
     assert main([*train, f"run.out_dir={mine}"]) == 0
     model = mine / "model.safetensors"
     assert model.is_file()
+    from facealign_ros.model.checkpoint import lineage_of, read_metadata
+    from facealign_ros.pipeline.config import default_model_path
+
+    # The recipe stays whole: the shipped weights' own command is recorded as the parent.
+    assert read_metadata(model).lineage == lineage_of(default_model_path())
 
     assert main(["eval", "--model", str(model), str(labelled), "--json", "--limit", "6"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

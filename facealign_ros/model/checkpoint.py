@@ -10,6 +10,7 @@ and the problem. Writes are atomic (temporary file + rename).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -60,6 +61,10 @@ class CheckpointMeta:
         metrics: Measured numbers, e.g. ``{"nme": 0.041}``.
         preprocessing: Free-form JSON settings (event window, normalisation, crop scale, ...).
         created: ISO-8601 UTC creation time.
+        lineage: The runs these weights were fine-tuned from, oldest first: one
+            ``{"training_command", "created", "sha256"}`` record per earlier checkpoint (its
+            command, creation time and the SHA-256 of its file), so ``training_command`` plus
+            ``lineage`` is the whole recipe. Empty for weights trained from scratch.
     """
 
     config: CMFAConfig
@@ -71,6 +76,7 @@ class CheckpointMeta:
     metrics: Mapping[str, float] = field(default_factory=dict)
     preprocessing: Mapping[str, Any] = field(default_factory=dict)
     created: str = ""
+    lineage: tuple[Mapping[str, str], ...] = ()
 
     def to_json(self) -> str:
         """Serialise to a JSON string."""
@@ -85,6 +91,7 @@ class CheckpointMeta:
                 "metrics": dict(self.metrics),
                 "preprocessing": dict(self.preprocessing),
                 "created": self.created,
+                **({"lineage": [dict(r) for r in self.lineage]} if self.lineage else {}),
             },
             sort_keys=True,
         )
@@ -106,6 +113,7 @@ class CheckpointMeta:
         if missing:
             raise CheckpointError(path, f"metadata lacks required keys {missing}")
         known = set(_REQUIRED) | {"training_command", "metrics", "preprocessing", "created"}
+        known.add("lineage")
         unknown = sorted(set(raw) - known)
         if unknown:
             raise CheckpointError(path, f"metadata has unknown keys {unknown}")
@@ -118,6 +126,9 @@ class CheckpointMeta:
             raise CheckpointError(
                 path, f"mean_shape is {shape.shape}, config expects ({config.num_points}, 2)"
             )
+        lineage = raw.get("lineage", [])
+        if not isinstance(lineage, list) or not all(isinstance(r, dict) for r in lineage):
+            raise CheckpointError(path, "lineage must be a list of JSON objects")
         if raw["input_size"] != config.input_size:
             raise CheckpointError(
                 path, f"input_size {raw['input_size']} != config.input_size {config.input_size}"
@@ -132,6 +143,7 @@ class CheckpointMeta:
             metrics={str(k): float(v) for k, v in dict(raw.get("metrics", {})).items()},
             preprocessing=dict(raw.get("preprocessing", {})),
             created=str(raw.get("created", "")),
+            lineage=tuple({str(k): str(v) for k, v in r.items()} for r in lineage),
         )
 
 
@@ -145,6 +157,7 @@ def save_checkpoint(
     metrics: Mapping[str, float] | None = None,
     preprocessing: Mapping[str, Any] | None = None,
     half: bool = False,
+    lineage: Sequence[Mapping[str, str]] = (),
 ) -> CheckpointMeta:
     """Write ``model`` and its metadata to ``path`` atomically.
 
@@ -157,6 +170,8 @@ def save_checkpoint(
         metrics: Measured numbers to record.
         preprocessing: JSON-able preprocessing settings.
         half: Store floating-point tensors as float16 (halves the file; loads as float32).
+        lineage: Earlier runs these weights were fine-tuned from (see :class:`CheckpointMeta`);
+            :func:`lineage_of` makes it from the starting checkpoint.
 
     Returns:
         The metadata written.
@@ -172,6 +187,7 @@ def save_checkpoint(
         metrics=dict(metrics or {}),
         preprocessing=dict(preprocessing or {}),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        lineage=tuple(dict(r) for r in lineage),
     )
     tensors = {}
     for name, t in model.state_dict().items():
@@ -201,6 +217,20 @@ def _open(path: Path) -> Any:
         return safe_open(str(path), framework="pt", device="cpu")
     except Exception as exc:  # safetensors raises its own error types for bad headers
         raise CheckpointError(path, f"not a readable safetensors file ({exc})") from exc
+
+
+def lineage_of(path: str | os.PathLike[str]) -> tuple[dict[str, str], ...]:
+    """The lineage of weights fine-tuned from the checkpoint at ``path``.
+
+    Its own lineage plus a record of it (training command, creation time, SHA-256 of the file).
+
+    Raises:
+        CheckpointError: Missing/corrupt file or invalid metadata.
+    """
+    meta = read_metadata(path)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    own = {"training_command": meta.training_command, "created": meta.created, "sha256": digest}
+    return (*(dict(r) for r in meta.lineage), own)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> CheckpointMeta:

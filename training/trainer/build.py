@@ -194,6 +194,29 @@ TRAINING_ONLY_FIELDS = ("dropout", "p_drop_rgb", "p_drop_event", "stage_weights"
 """CMFA config fields that a fine-tune may change (they do not change the weights' shapes)."""
 
 
+def init_path(path: str | Path) -> Path:
+    """The file of a ``model.init_from`` value (``shipped`` = the package's lite weights)."""
+    if str(path) == "shipped":
+        from facealign_ros.pipeline.config import default_model_path
+
+        return Path(default_model_path())
+    return Path(path)
+
+
+def init_lineage(path: str | Path) -> tuple[dict[str, str], ...]:
+    """Lineage recorded in weights fine-tuned from ``path`` (see ``CheckpointMeta.lineage``).
+
+    Raises:
+        ValueError: unreadable checkpoint.
+    """
+    from facealign_ros.model.checkpoint import CheckpointError, lineage_of
+
+    try:
+        return lineage_of(init_path(path))
+    except CheckpointError as exc:
+        raise ValueError(f"init checkpoint: {exc}") from exc
+
+
 def load_init_checkpoint(model: CMFA, path: str | Path, preprocessing: Mapping[str, Any]) -> int:
     """Start a fresh run from a CMFA checkpoint's weights (fine-tuning), e.g. the shipped ones.
 
@@ -210,10 +233,7 @@ def load_init_checkpoint(model: CMFA, path: str | Path, preprocessing: Mapping[s
 
     from facealign_ros.model.checkpoint import CheckpointError, read_metadata
 
-    if str(path) == "shipped":
-        from facealign_ros.pipeline.config import default_model_path
-
-        path = default_model_path()
+    path = init_path(path)
     try:
         meta = read_metadata(path)
     except CheckpointError as exc:

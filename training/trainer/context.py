@@ -288,6 +288,7 @@ class RunContext:
             landmark_scheme=self.scheme.name,
             representations=representations,
             training_command=self.t.command,
+            lineage=self.t.lineage,
             metrics=dict(metrics or {}),
             preprocessing=preprocessing,
         )

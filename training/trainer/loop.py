@@ -64,6 +64,8 @@ class Trainer:
         self.on_step = on_step
         self.out_dir = Path(cfg.run.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
+        self.lineage: tuple[Mapping[str, str], ...] = ()
+        """Earlier runs the weights come from (``--init-from``), recorded in every checkpoint."""
 
     # ----------------------------------------------------------------------------- setup
     def _resume_path(self) -> Path | None:
@@ -75,6 +77,7 @@ class Trainer:
         if meta.config != model.config:
             raise ResumeError(f"{ckpt}: its network config differs from this run's")
         restore_run_state(ckpt, state, model, opt, sched, scaler)
+        self.lineage = meta.lineage
         sam = state.meta.get("sampler", {})
         now = {"world_size": self.env.world_size, "batch_size": self.cfg.data.batch_size}
         if any(sam.get(k) != v for k, v in now.items()):
@@ -99,6 +102,7 @@ class Trainer:
         preprocessing = build.dataset_metadata(train_ds)[1]
         if resume is None and cfg.model.init_from:
             n = build.load_init_checkpoint(model, cfg.model.init_from, preprocessing)
+            self.lineage = build.init_lineage(cfg.model.init_from)
             LOG.info("initialised %d tensors from %s", n, cfg.model.init_from)
         if resume is None and cfg.model.init_event_encoder:
             build.check_encoder_input(cfg.model.init_event_encoder, preprocessing)
