@@ -39,6 +39,13 @@ def test_rgb_colour_augmentation() -> None:
     outs = [_augment_rgb(rgb, np.random.default_rng(s), sat) for s in range(20)]
     spread = [float(np.std(o - o.mean(0))) / float(np.std(rgb - rgb.mean(0))) for o in outs]
     assert 0.55 < min(spread) < 0.95 and 1.05 < max(spread) < 1.6, spread
+    # Switched off, the colour steps draw nothing: the rest sees the pre-colour random stream.
+    plain = replace(FLIP_ONLY, rgb_gain=1.5, rgb_noise_max=0.05)
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    _augment_rgb(rgb, a, plain)
+    b.uniform(1 / 1.5, 1.5), b.uniform(1.0, 1.0), b.random()  # gain, gamma, blur
+    b.normal(0, b.uniform(0, 0.05), rgb.shape)  # noise
+    assert a.random() == b.random()
 
 
 def test_bag_arrays_decode_and_cache(synth_bag: Path) -> None:

@@ -270,15 +270,17 @@ def _augment_events(
 
 def _augment_rgb(rgb: np.ndarray, rng: np.random.Generator, aug: AugmentConfig) -> np.ndarray:
     """Colour, gain, gamma, blur and noise on a ``(3, S, S)`` image in ``[0, 1]``."""
-    w = aug.rgb_white_balance
-    out = rgb * rng.uniform(1 - w, 1 + w, (3, 1, 1))
-    gray = out.mean(0, keepdims=True)
-    sat = (
-        0.0
-        if rng.random() < aug.rgb_gray_prob
-        else rng.uniform(1 - aug.rgb_saturation, 1 + aug.rgb_saturation)
-    )
-    out = gray + sat * (out - gray)
+    # The colour steps draw nothing when switched off (0), so settings without them replay the
+    # random stream of the recipes made before they existed.
+    out = rgb
+    if (w := aug.rgb_white_balance) > 0:
+        out = out * rng.uniform(1 - w, 1 + w, (3, 1, 1))
+    gray_level = aug.rgb_gray_prob > 0 and rng.random() < aug.rgb_gray_prob
+    if gray_level or aug.rgb_saturation > 0:
+        s = aug.rgb_saturation
+        sat = 0.0 if gray_level else rng.uniform(1 - s, 1 + s)
+        gray = out.mean(0, keepdims=True)
+        out = gray + sat * (out - gray)
     out = out * rng.uniform(1 / aug.rgb_gain, aug.rgb_gain)
     out = np.clip(out, 0, 1) ** rng.uniform(1 / aug.rgb_gamma, aug.rgb_gamma)
     if rng.random() < aug.rgb_blur_prob:
