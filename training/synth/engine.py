@@ -159,6 +159,8 @@ def generate(
     Yields:
         One :class:`FrameOutput` per RGB frame, in order.
     """
+    if scene is not None and scene.config != config:
+        raise ValueError("the scene was built from another SceneConfig than the one given")
     sensor = sensor or SensorConfig()
     seed = config.seed
     sim = EventSimulator(config.width, config.height, sensor.events,

