@@ -88,6 +88,9 @@ def test_record_label_pretrain_finetune_eval_replay(
     assert main(["eval", "--model", str(model), str(labelled), "--json", "--limit", "6"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["num_samples"] == 6 and report["by_mode"]["fused"]["nme"] > 0
+    by_rec = report["by_recording"]
+    assert list(by_rec) == [labelled.name] and by_rec[labelled.name]["count"] == 6
+    assert by_rec[labelled.name]["fused"]["nme"] == report["nme"]
 
     out = tmp_path / "replayed"
     replay = ["replay", str(labelled), "-o", str(out), "--model", str(model), "--json"]

@@ -9,7 +9,9 @@
 - ``by_mode``: the same per mode;
 - ``by_condition``: per light level (``light=normal|low|dark``) and motion (``motion=slow|fast``)
   the sample count and each mode's metrics;
-- ``ratios``: each mode's low-light and dark NME over its normal-light NME (the design bars).
+- ``ratios``: each mode's low-light and dark NME over its normal-light NME (the design bars);
+- ``by_recording`` (bag datasets): per recording (bag folder name) the sample count and each
+  mode's NME / FR / AUC, to find the recordings a model fails on.
 
 Pose functions map ``(M, N, 2)`` landmarks in sensor pixels (crop landmarks mapped back through
 ``A``), the landmark scheme and ``(M, 3, 3)`` camera matrices (or None) to ``(M, 3)``
@@ -245,6 +247,7 @@ def evaluate(
             ratios[f"{m}_{level}_over_normal"] = nme / base if ok else float("nan")
     pct = int(round(threshold * 100))
     head = by_mode[modes[0]]
+    recordings = recording_names(dataset, len(pred.gt))
     report = {
         "num_samples": int(len(pred.gt)),
         "norm": norm,
@@ -257,8 +260,31 @@ def evaluate(
         "by_condition": by_condition,
         "ratios": ratios,
     }
+    if recordings is not None:
+        report["by_recording"] = {
+            name: {
+                "count": int((recordings == name).sum()),
+                **{m: metrics.summarize(nmes[m][recordings == name], threshold) for m in modes},
+            }
+            for name in sorted(set(recordings.tolist()))
+        }
     clean = cast(dict[str, Any], metrics.finite_or_none(report))
     return EvalResult(report=clean, nmes=nmes, predictions=pred)
+
+
+def recording_names(dataset: Any, count: int) -> np.ndarray | None:
+    """(count,) name of the recording of each of the first ``count`` samples.
+
+    None when the dataset does not say (only bag datasets keep an index of
+    ``(bag, kind, row)``).
+    """
+    index, bags = getattr(dataset, "index", None), getattr(dataset, "bags", None)
+    if index is None or bags is None or len(index) < count:
+        return None
+    try:
+        return np.array([str(bags[b].name) for b, _, _ in index[:count]])
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
 
 
 def write_outputs(result: EvalResult, out_dir: str | Path, threshold: float = 0.1) -> list[Path]:
