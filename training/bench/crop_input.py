@@ -15,8 +15,6 @@ Interleaved rounds after a warm-up (:func:`training.bench.timing.interleaved_med
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +32,7 @@ from facealign_ros.face.crop import (
     shift_affine,
     warp_chw,
 )
+from training.bench import write_result
 from training.bench.timing import interleaved_medians
 
 W, H, S = 346, 260, 128
@@ -132,11 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     result = run_crop_input_bench(args.repeats)
-    if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
-    else:
-        for key, value in result.items():
-            sys.stdout.write(f"{key:<28} {value}\n")
+    write_result(result, args.json)
     return 0
 
 

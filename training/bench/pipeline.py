@@ -30,7 +30,6 @@ Otherwise the pipeline runs with :class:`~facealign_ros.pipeline.PipelineConfig`
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from facealign_ros.pipeline import LatestOnlyWorker, Pipeline, PipelineConfig, default_model_path
+from training.bench import write_result
 from training.bench.pipeline_inputs import (
     EVENTS,
     IMAGE,
@@ -220,11 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     result = run_pipeline_bench(args.seconds, args.event_rate, args.model, args.device,
                                 args.scenario, args.bag, seed=args.seed)  # fmt: skip
-    if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
-    else:
-        for key, value in result.items():
-            sys.stdout.write(f"{key:<28} {value}\n")
+    write_result(result, args.json)
     return 0
 
 
