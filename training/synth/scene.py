@@ -132,6 +132,13 @@ class SceneConfig:
         return dataclasses.asdict(self)
 
     @property
+    def shake_amplitude_deg(self) -> float:
+        """Camera shake amplitude, degrees: ``shake_deg``, or the motion preset's default."""
+        if self.shake_deg is not None:
+            return self.shake_deg
+        return 0.05 if self.motion == "slow" else 0.2
+
+    @property
     def n_frames(self) -> int:
         """Number of RGB frames (frame k's exposure ends at k / fps, k = 1..n)."""
         return max(1, int(round(self.seconds * self.fps)))
@@ -192,6 +199,33 @@ class IntervalScene:
     """
 
     config: SceneConfig
+    camera: PinholeCamera
+    trajectory: HeadTrajectory
+    shake: CameraShake
+    background: np.ndarray
+
+    def _set_up_motion(self, config: SceneConfig, preset: MotionConfig) -> None:
+        """Set the config, camera, trajectory (``preset``), camera shake and background."""
+        self.config = cfg = config
+        self.camera = PinholeCamera.for_sensor(cfg.width, cfg.height, cfg.hfov_deg)
+        self.trajectory = HeadTrajectory(cfg.seconds + 1.0, stream_rng(cfg.seed, "motion"), preset)
+        self.shake = CameraShake(cfg.shake_amplitude_deg, stream_rng(cfg.seed, "shake"))
+        self.background = random_background(cfg.height, cfg.width,
+                                            stream_rng(cfg.seed, "background"))  # fmt: skip
+
+    def pose(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Trajectory pose in the (shaking) camera optical frame at time(s) ``t``: ``(R, T)``."""
+        rot, trans = self.trajectory.pose(t)
+        shake = self.shake.rotation(t)
+        return shake @ rot, (shake @ trans[..., None])[..., 0]
+
+    def _background(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(image, homography)``: the background as the shaking camera sees it at ``t``."""
+        cfg = self.config
+        hom = self.shake.homography(t, self.camera)
+        bg = cv2.warpPerspective(self.background, hom, (cfg.width, cfg.height),
+                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+        return bg, hom
 
     def render(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Render the scene at ``t`` seconds.
@@ -282,19 +316,14 @@ class Scene(IntervalScene):
     def __init__(self, config: SceneConfig) -> None:
         from training.synth.assets import ellipsoid_head
 
-        self.config = cfg = config
-        self.camera = PinholeCamera.for_sensor(cfg.width, cfg.height, cfg.hfov_deg)
+        self._set_up_motion(config, MotionConfig.preset(config.motion))
+        cfg = config
         r_head = stream_rng(cfg.seed, "head")
         name = cfg.head or ("james" if r_head.uniform() < 0.7 else "template")
         base = ellipsoid_head() if name == "ellipsoid" else load_head(name)
         self.head_name = name
         self.identity = random_identity(base, stream_rng(cfg.seed, "identity"))
         self.rig = ExpressionRig.build(self.identity.mesh)
-        preset = MotionConfig.preset(cfg.motion)
-        self.trajectory = HeadTrajectory(cfg.seconds + 1.0, stream_rng(cfg.seed, "motion"), preset)
-        shake = cfg.shake_deg if cfg.shake_deg is not None else (0.05 if cfg.motion == "slow"
-                                                                  else 0.2)  # fmt: skip
-        self.shake = CameraShake(shake, stream_rng(cfg.seed, "shake"))
         self.expressions = ExpressionTrack(cfg.seconds + 1.0, stream_rng(cfg.seed, "expression"),
                                            amount=cfg.expression)  # fmt: skip
         rp = stream_rng(cfg.seed, "props")
@@ -317,7 +346,6 @@ class Scene(IntervalScene):
                     s, start=tuple(start), velocity=tuple((end - start) / t_cross), wobble=(0, 0)
                 )
             )
-        self.background = random_background(h, w, stream_rng(cfg.seed, "background"))
         verts = self.identity.mesh.vertices
         self._track_idx = np.linspace(0, len(verts) - 1, 160).astype(np.int64)
         self._renderer = None
@@ -329,12 +357,6 @@ class Scene(IntervalScene):
             self._renderer = make_renderer(self.camera, self.config.renderer,
                                            self.config.supersample)  # fmt: skip
         return self._renderer
-
-    def pose(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Head pose in the (shaking) camera optical frame at time(s) ``t``: ``(R, T)``."""
-        rot, trans = self.trajectory.pose(t)
-        shake = self.shake.rotation(t)
-        return shake @ rot, (shake @ trans[..., None])[..., 0]
 
     def head_pose(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Ground-truth head pose at ``t`` seconds (see :meth:`pose`)."""
@@ -374,9 +396,7 @@ class Scene(IntervalScene):
         weights = self.expressions.weights(t)
         mesh = self.rig.apply(weights)
         rot, trans = self.pose(t)
-        hom = self.shake.homography(t, cam)
-        bg = cv2.warpPerspective(self.background, hom, (cfg.width, cfg.height),
-                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+        bg, hom = self._background(t)
         for s in self.clutter:
             s.draw(bg, t, homography=hom)
         ident = self.identity
