@@ -261,13 +261,14 @@ def evaluate(
         "ratios": ratios,
     }
     if recordings is not None:
-        report["by_recording"] = {
-            name: {
-                "count": int((recordings == name).sum()),
-                **{m: metrics.summarize(nmes[m][recordings == name], threshold) for m in modes},
-            }
-            for name in sorted(set(recordings.tolist()))
-        }
+        by_recording: dict[str, Any] = {}
+        for name in sorted(set(recordings.tolist())):
+            mask = recordings == name
+            by_recording[name] = {"count": int(mask.sum())}
+            by_recording[name].update(
+                {m: metrics.summarize(nmes[m][mask], threshold) for m in modes}
+            )
+        report["by_recording"] = by_recording
     clean = cast(dict[str, Any], metrics.finite_or_none(report))
     return EvalResult(report=clean, nmes=nmes, predictions=pred)
 

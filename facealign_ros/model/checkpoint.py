@@ -113,8 +113,8 @@ class CheckpointMeta:
         missing = [k for k in _REQUIRED if k not in raw]
         if missing:
             raise CheckpointError(path, f"metadata lacks required keys {missing}")
-        known = set(_REQUIRED) | {"training_command", "metrics", "preprocessing", "created"}
-        known.add("lineage")
+        known = set(_REQUIRED) | {"training_command", "metrics", "preprocessing", "created",
+                                  "lineage"}  # fmt: skip
         unknown = sorted(set(raw) - known)
         if unknown:
             raise CheckpointError(path, f"metadata has unknown keys {unknown}")
