@@ -41,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pretrain_parser(sub)
 
+    fd = sub.add_parser(
+        "fetch-detector",
+        help="fetch the BlazeFace face-detector model (from the mediapipe wheel on PyPI) once",
+        description="Puts BlazeFace's model into the cache ($FACEALIGN_CACHE, default "
+        "~/.cache/facealign_ros): the node's face search starts from its boxes. Offline: "
+        "point $FACEALIGN_MEDIAPIPE_WHEEL at a downloaded copy of the pinned wheel.",
+    )
+    fd.add_argument("--json", action="store_true", help="print one JSON object")
+
     bench = sub.add_parser("bench", help="benchmarks measured side by side with references")
     bench_sub = bench.add_subparsers(dest="bench_target", required=True)
     ev = bench_sub.add_parser(
@@ -126,6 +135,21 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_detector(args: argparse.Namespace) -> int:
+    from facealign_ros.face.detector import DetectorError, fetch_detector_model
+
+    try:
+        path = fetch_detector_model()
+    except DetectorError as exc:
+        sys.stderr.write(f"facealign fetch-detector: {exc}\n")
+        return 1
+    if args.json:
+        sys.stdout.write(json.dumps({"model": str(path)}) + "\n")
+    else:
+        sys.stdout.write(f"BlazeFace model: {path}\n")
+    return 0
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse ``argv``; ``KEY=VALUE`` overrides of ``train``/``pretrain`` may follow options.
 
@@ -176,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.label.cli import run_label
 
         return run_label(args)
+    if args.command == "fetch-detector":
+        return _fetch_detector(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 

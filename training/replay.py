@@ -302,13 +302,14 @@ def print_summary(summary: dict[str, Any]) -> None:
 def run_replay(args: argparse.Namespace) -> int:
     """Run ``facealign replay``; returns the exit code (2 on a bad bag or model)."""
     from facealign_ros.bag import BagError
+    from facealign_ros.face.detector import DetectorError
     from facealign_ros.pipeline import ModelLoadError
 
     try:
         summary = replay(args.in_bag, args.output, _config(args), args.events_topic,
                          args.image_topic, args.camera_info_topic,
                          progress=not args.no_progress and not args.json)  # fmt: skip
-    except (BagError, ModelLoadError, ValueError) as exc:
+    except (BagError, ModelLoadError, DetectorError, ValueError) as exc:
         sys.stderr.write(f"facealign replay: {exc}\n")
         return 2
     if summary["metrics"] is not None:

@@ -38,6 +38,14 @@ class Box:
         """The same box with its side multiplied by ``factor``."""
         return Box(self.cx, self.cy, self.side * factor)
 
+    def iou(self, other: Box) -> float:
+        """Intersection over union of the two squares, in [0, 1]."""
+        h1, h2 = self.side / 2, other.side / 2
+        iw = max(0.0, min(self.cx + h1, other.cx + h2) - max(self.cx - h1, other.cx - h2))
+        ih = max(0.0, min(self.cy + h1, other.cy + h2) - max(self.cy - h1, other.cy - h2))
+        inter = iw * ih
+        return inter / max(self.side**2 + other.side**2 - inter, 1e-12)
+
     def near(self, other: Box, tolerance: float) -> bool:
         """True when ``other``'s centre and side are within ``tolerance`` x this side of ours."""
         lim = tolerance * self.side

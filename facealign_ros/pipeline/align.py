@@ -2,8 +2,12 @@
 
 :class:`FaceStage` keeps the tracking state between targets. While a face is tracked, the crop
 comes from its last landmarks and the network starts from them (warm start, ``warm_stages``
-finest stages); while none is, a search scores candidate crops at most every
-``detect_interval_ms`` (input time) and refines the best.
+finest stages); while none is, a search runs at most every ``detect_interval_ms`` (input time):
+from BlazeFace's best box in the RGB frame when a detector is given, else (or when it finds
+nothing) from the best-scored of a few grid crops, refined once on the network's landmarks.
+While tracking with RGB (``redetect``), the detector looks at each new frame: the crop moves to
+the detected face that overlaps the tracked box (and the network starts from the mean shape),
+and the track restarts where no detected face overlaps it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,12 @@ import cv2
 import numpy as np
 
 from facealign_ros.face.crop import Box, box_from_landmarks
+from facealign_ros.face.detector import (
+    BlazeFaceDetector,
+    DetectorError,
+    FaceDetection,
+    default_detector_path,
+)
 from facealign_ros.face.pose import HeadPose, default_intrinsics, estimate_pose
 from facealign_ros.pipeline.config import PipelineConfig
 from facealign_ros.pipeline.health import PipelineStats
@@ -26,6 +36,40 @@ from facealign_ros.tracking import (
 )
 
 _MS = 1_000_000
+DETECTION_EXTENT = 1.04
+"""Landmark-extent side per BlazeFace box side (median 1.036, IQR 0.96-1.09 on synthetic
+training bags; 1.00 on the real-photo development set)."""
+DETECTION_DROP = 0.045
+"""Landmark-box centre below the BlazeFace box centre, per box side (synthetic median 0.044)."""
+REDETECT_IOU = 0.3
+"""A tracked box overlapping no detected face by more than this is a wrong lock."""
+
+
+def load_detector(config: PipelineConfig) -> BlazeFaceDetector | None:
+    """The face detector ``config`` asks for; None for the grid search.
+
+    ``auto`` without ``face_detector_model`` gives None when the cache has no model; a named
+    file, or ``blazeface``, must load.
+
+    Raises:
+        DetectorError: the detector is required (or named) and cannot be loaded.
+    """
+    if config.face_detector == "grid":
+        return None
+    named = config.face_detector_model
+    if config.face_detector == "auto" and not named and not default_detector_path().is_file():
+        return None
+    try:
+        return BlazeFaceDetector(named or None, min_score=config.face_detector_threshold)
+    except DetectorError as exc:
+        raise DetectorError(f"face_detector={config.face_detector!r}: {exc}") from exc
+
+
+def box_from_detection(det: FaceDetection, box_scale: float) -> Box:
+    """The network's crop for a BlazeFace detection (framed as ``box_from_landmarks`` would)."""
+    cx, cy = det.centre
+    side = det.side
+    return Box(cx, cy + DETECTION_DROP * side, max(side * DETECTION_EXTENT * box_scale, 1.0))
 
 
 class FaceStage:
@@ -36,33 +80,55 @@ class FaceStage:
         model: the network.
         stats: counters to update (``detect_runs``, ``detections``, ``lost``).
         keep_debug: attach the inputs to each result.
+        detector: face boxes in RGB frames, or None (grid search only).
     """
 
     def __init__(
-        self, config: PipelineConfig, model: ModelRunner, stats: PipelineStats, keep_debug: bool
+        self,
+        config: PipelineConfig,
+        model: ModelRunner,
+        stats: PipelineStats,
+        keep_debug: bool,
+        detector: BlazeFaceDetector | None = None,
     ) -> None:
         self.config = config
+        self.detector = detector
         self.model = model
         self.stats = stats
         self.keep_debug = keep_debug
         self.tracker = FaceTracker(model.spec.box_scale, config.lost_after)
         self.info: tuple[np.ndarray, int, int] | None = None
         self._last_search: int | None = None
+        self._last_check: int | None = None
+        self._checked_frame: int | None = None
         self._rgb_box: tuple[int, Box] | None = None  # (RGB stamp, crop box) of reused features
 
     def reset(self) -> None:
         """Drop the face and the search timer."""
         self.tracker.drop()
         self._last_search = None
+        self._last_check = None
+        self._checked_frame = None
         self._rgb_box = None
         self.model.forget()
+
+    def _detect(self, rgb: np.ndarray) -> list[FaceDetection]:
+        assert self.detector is not None
+        self.stats.count("detector_runs")
+        return self.detector.detect(rgb)
 
     def _search(
         self, events: np.ndarray | None, rgb: np.ndarray | None, size: tuple[int, int], t: int
     ) -> tuple[np.ndarray, np.ndarray, Box] | None:
-        """Find a face: score candidate crops, refine the best; None below the threshold."""
+        """Find a face: BlazeFace's best box, else the best grid crop, refined; None if none."""
         c, scale = self.config, self.model.spec.box_scale
         self.stats.count("detect_runs")
+        if rgb is not None and self.detector is not None:
+            found = self._detect(rgb)
+            if found:  # the detection frames the face as training crops do: no refinement
+                box = box_from_detection(found[0], scale)
+                out = self.model.align([box], events, rgb, size, t)
+                return out.points[0], out.confidence[0], box
         act = activity_map(events, rgb, size[0], size[1])
         boxes = candidate_boxes(size[0], size[1], act, c.min_face_px, c.detect_candidates)
         out = self.model.align(boxes, events, rgb, size, t)
@@ -76,6 +142,37 @@ class FaceStage:
         pts, conf = ref.points[0], ref.confidence[0]
         score = float(np.mean(conf)) * plausibility(pts, box, scale)
         return (pts, conf, box) if score >= c.detect_threshold else None
+
+    def _check_box(
+        self, box: Box, rgb: np.ndarray | None, t: int, rgb_stamp: int | None
+    ) -> tuple[bool, Box] | None:
+        """BlazeFace's view of the tracked ``box`` (new RGB frames, ``redetect_interval_ms``).
+
+        Returns None (no check, or no face found: keep the box), ``(False, b)``: crop this
+        frame at ``b``, the detection that overlaps the tracked box most (landmark boxes drift
+        in scale on real faces; a detection's box does not), or ``(True, b)``: faces were found
+        and none overlaps the tracked box by more than :data:`REDETECT_IOU` (a wrong lock):
+        restart at the best one.
+        """
+        c = self.config
+        if self.detector is None or rgb is None or not c.redetect:
+            return None
+        if rgb_stamp is not None and rgb_stamp == self._checked_frame:
+            return None  # this frame was looked at already (events mode reuses frames)
+        last = self._last_check
+        if last is not None and 0 <= t - last < c.redetect_interval_ms * _MS:
+            return None
+        self._last_check, self._checked_frame = t, rgb_stamp
+        scale = self.model.spec.box_scale
+        found = [box_from_detection(d, scale) for d in self._detect(rgb)]
+        if not found:
+            return None
+        overlap = [box.iou(f) for f in found]
+        k = int(np.argmax(overlap))
+        if overlap[k] <= REDETECT_IOU:
+            self.stats.count("redetections")
+            return True, found[0]
+        return False, found[k]
 
     def answer(
         self,
@@ -104,9 +201,28 @@ class FaceStage:
         debug = None
         detected = False
         box = tr.box()
-        if box is not None and tr.track is not None:
+        check = (
+            self._check_box(box, rgb, t, rgb_stamp)
+            if box is not None and tr.track is not None
+            else None
+        )
+        if check is not None and check[0]:  # a wrong lock: a new face where BlazeFace sees one
+            tr.drop()
+            self._rgb_box = None
+            box = check[1]
+            out = self.model.align([box], events, rgb, size, t)
+            pts, conf = out.points[0], out.confidence[0]
+            tr.start(pts, conf, t)
+            detected = True
+            self.stats.count("detections")
+        elif box is not None and tr.track is not None:
+            snapped = check is not None
+            if snapped:
+                box = check[1]  # type: ignore[index]
+                self.stats.count("box_corrections")
             anchor = tr.track.frames % c.warm_anchor_every == 0
-            warm = c.warm_start and tr.track.frames > 1 and not anchor
+            # a crop moved to the detection starts from the mean shape (measured: better)
+            warm = c.warm_start and tr.track.frames > 1 and not anchor and not snapped
             init = tr.track.points if warm else None
             stages = min(c.warm_stages, self.model.num_stages) if warm else None
             key = rgb_stamp if rgb is not None and events is not None else None

@@ -21,6 +21,11 @@ the event grid while RGB is missing); ``events``: answer on a grid of ``rate_hz`
 reusing the newest RGB frame while it is fresh; ``rgb``: answer every RGB frame from RGB only."""
 
 DEVICES = ("auto", "cpu", "cuda")
+FACE_DETECTORS = ("auto", "blazeface", "grid")
+"""``blazeface``: a face search starts from BlazeFace's boxes in the RGB frame (the model fetched
+by ``facealign fetch-detector``; an error when it is missing); ``grid``: from the landmark
+network's scores of grid crops; ``auto``: BlazeFace when its model is there, else the grid. Without
+an RGB frame, or when BlazeFace finds no face, the search uses the grid."""
 DEFAULT_MODEL = "cmfa_lite.safetensors"
 """File name of the shipped weights under ``facealign_ros/weights``."""
 
@@ -41,6 +46,13 @@ class PipelineConfig:
         model: checkpoint path; empty = the shipped weights (:func:`default_model_path`).
         torch_threads: intra-op threads of torch (1 leaves a core to decoding on small CPUs);
             0 leaves torch's default.
+        face_detector: one of :data:`FACE_DETECTORS`.
+        face_detector_model: BlazeFace ``.tflite`` path; empty = the fetched one in the cache.
+        face_detector_threshold: BlazeFace probability a face box needs.
+        redetect: while a face is tracked, BlazeFace (when in use) looks at each new RGB frame:
+            the crop moves to the detected face where the tracked box has drifted from it, and
+            the track restarts there where no detected face overlaps the tracked box.
+        redetect_interval_ms: at most one such check this often (input time); 0 = every frame.
         detect_threshold: score (mean confidence x box plausibility) a detection needs.
         track_threshold: mean confidence under which a tracked frame counts as a miss.
         lost_after: consecutive misses after which the face is dropped ("no face").
@@ -80,6 +92,11 @@ class PipelineConfig:
     device: str = "auto"
     model: str = ""
     torch_threads: int = 1
+    face_detector: str = "auto"
+    face_detector_model: str = ""
+    face_detector_threshold: float = 0.5
+    redetect: bool = True
+    redetect_interval_ms: float = 0.0
     detect_threshold: float = 0.1
     track_threshold: float = 0.05
     lost_after: int = 3
@@ -121,6 +138,11 @@ class PipelineConfig:
             raise ValueError(f"invalid PipelineConfig: {ranges}")
         if self.mode not in MODES:
             raise ValueError(f"invalid PipelineConfig: mode {self.mode!r}; choose from {MODES}")
+        if self.face_detector not in FACE_DETECTORS:
+            raise ValueError(
+                f"invalid PipelineConfig: face_detector {self.face_detector!r}; "
+                f"choose from {FACE_DETECTORS}"
+            )
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise ValueError(f"invalid PipelineConfig: device {self.device!r}; choose {DEVICES}")
         if len(self.homography) != 9 or not np.all(np.isfinite(self.homography)):
@@ -165,6 +187,8 @@ class PipelineConfig:
 PARAMETER_RANGES: dict[str, tuple[float, float]] = {
     "rate_hz": (1.0, 1000.0),
     "torch_threads": (0, 64),
+    "face_detector_threshold": (0.01, 1.0),
+    "redetect_interval_ms": (0.0, 60_000.0),
     "detect_threshold": (0.0, 1.0),
     "track_threshold": (0.0, 1.0),
     "lost_after": (1, 1000),

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from facealign_ros.messages import MessageError, image_from_msg, stamp_ns
-from facealign_ros.pipeline.align import FaceStage
+from facealign_ros.pipeline.align import FaceStage, load_detector
 from facealign_ros.pipeline.config import PipelineConfig
 from facealign_ros.pipeline.health import LogFn, PipelineStats, ThrottledLog
 from facealign_ros.pipeline.inputs import EventStream, InputError
@@ -52,6 +52,9 @@ class Pipeline:
         model: the loaded network (see :func:`~.model.load_model`).
         logger: where throttled warnings go (a ``logging.Logger`` or ``callable(str)``).
         keep_debug: keep each answer's inputs in ``FaceResult.debug`` (debug image, demo).
+
+    Raises:
+        facealign_ros.face.detector.DetectorError: the configured face detector cannot load.
     """
 
     def __init__(
@@ -74,7 +77,14 @@ class Pipeline:
             c.sensor_width,
             c.sensor_height,
         )
-        self.face = FaceStage(config, model, self.stats, keep_debug)
+        detector = load_detector(config)
+        if detector is None and config.face_detector == "auto":
+            self.log.warn(
+                "detector",
+                "face search without BlazeFace (its model is not in the cache; "
+                "`facealign fetch-detector` fetches it): grid candidates only",
+            )
+        self.face = FaceStage(config, model, self.stats, keep_debug, detector)
         self._slot = threading.Lock()  # inputs (held briefly)
         self._work = threading.Lock()  # the worker (non-blocking)
         self._pending: _Job | None = None
@@ -336,6 +346,7 @@ class Pipeline:
         out["tracking"] = track.face_id if track else None
         out["device"] = self.model.device
         out["mode"] = self.config.mode
+        out["face_detector"] = "grid" if self.face.detector is None else "blazeface"
         return out
 
     def warm_up(self) -> None:

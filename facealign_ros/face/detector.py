@@ -1,0 +1,324 @@
+"""Face boxes in RGB frames: MediaPipe's BlazeFace (short range) run by OpenCV's DNN module.
+
+The node's face search needs a first crop near the face; the landmark network alone, scoring a
+few grid crops, settles on wrong boxes on real faces (docs/MODEL_CARD.md). BlazeFace is a small
+(0.1 M parameters, ~3 ms on one CPU core) SSD face detector trained on real faces; its model ships
+inside the ``mediapipe==0.10.21`` wheel on PyPI (Apache-2.0). :func:`fetch_detector_model` takes
+it from there once (``pip download`` of a pinned wheel, both the wheel's and the model's SHA-256
+checked) into the cache ``$FACEALIGN_CACHE`` (default ``~/.cache/facealign_ros``); no mediapipe
+import and no ``numpy<2`` are involved, OpenCV (>= 4.8, TFLite import) runs the model.
+
+Model contract (MediaPipe ``face_detection_short_range``): a 128x128 RGB image in [-1, 1] (the
+frame letterboxed to a square); 896 SSD anchors (16x16 cells x 2 at stride 8, 8x8 cells x 6 at
+stride 16, unit size); per anchor a score logit and 16 regressors: box centre offset and size,
+then 6 keypoints (the subject's right eye, left eye, nose tip, mouth centre, right ear tragion,
+left ear tragion), all in 128-px input units. Overlapping boxes are merged by score-weighted
+non-maximum suppression (IoU > 0.3), as MediaPipe does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+MEDIAPIPE_VERSION = "0.10.21"
+WHEEL = f"mediapipe-{MEDIAPIPE_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
+"""The wheel the model is taken from: one fixed file whatever the host (the model inside is
+the same in every wheel of the release), so its SHA-256 can be pinned."""
+WHEEL_SHA256 = "05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3"
+MODEL_MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
+MODEL_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
+MODEL_NAME = "blazeface_short_range.tflite"
+WHEEL_ENV = "FACEALIGN_MEDIAPIPE_WHEEL"
+"""Environment variable that may name an already downloaded :data:`WHEEL` (offline set-up)."""
+
+INPUT_SIZE = 128
+NUM_ANCHORS = 896
+KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear", "left_ear")
+"""BlazeFace keypoints, in output order (the subject's right and left)."""
+
+
+class DetectorError(RuntimeError):
+    """The face-detector model cannot be fetched, read or run."""
+
+
+def cache_dir() -> Path:
+    """The cache directory: ``$FACEALIGN_CACHE`` or ``~/.cache/facealign_ros``."""
+    env = os.environ.get("FACEALIGN_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "facealign_ros"
+
+
+def default_detector_path(root: Path | None = None) -> Path:
+    """Where :func:`fetch_detector_model` puts the model (under ``root`` or :func:`cache_dir`)."""
+    base = cache_dir() if root is None else Path(root)
+    return base / f"mediapipe-{MEDIAPIPE_VERSION}" / MODEL_NAME
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download_wheel(dest: Path) -> Path:
+    pin = f"mediapipe=={MEDIAPIPE_VERSION}"
+    cmd = [
+        sys.executable, "-m", "pip", "download", pin, "--no-deps", "--only-binary=:all:",
+        "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
+        "--implementation", "cp", "--abi", "cp311", "--disable-pip-version-check",
+        "-d", str(dest),
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DetectorError(f"could not run pip to fetch {pin}: {exc}") from exc
+    path = dest / WHEEL
+    if not path.is_file():
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
+        raise DetectorError(
+            f"`pip download {pin}` ({WHEEL}) failed (no network or no pip?). Download the "
+            f"wheel elsewhere and point {WHEEL_ENV} at it.\n" + tail
+        )
+    return path
+
+
+def fetch_detector_model(root: Path | None = None) -> Path:
+    """Make sure the BlazeFace model is in the cache and return its path.
+
+    Idempotent: returns at once when a file with the pinned SHA-256 is there. Otherwise the
+    wheel is taken from ``$FACEALIGN_MEDIAPIPE_WHEEL`` or downloaded with ``pip download``
+    (~35 MB, once), checked against its SHA-256, and only the model is extracted (atomically).
+
+    Args:
+        root: cache directory; default :func:`cache_dir`.
+
+    Raises:
+        DetectorError: when the wheel cannot be obtained or does not match.
+    """
+    out = default_detector_path(root)
+    if out.is_file() and _sha256(out) == MODEL_SHA256:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".fetch-") as tmp:
+        tmp_path = Path(tmp)
+        given = os.environ.get(WHEEL_ENV)
+        wheel = Path(given).expanduser() if given else _download_wheel(tmp_path)
+        if not wheel.is_file():
+            raise DetectorError(f"{WHEEL_ENV}={wheel} is not a file")
+        if (digest := _sha256(wheel)) != WHEEL_SHA256:
+            raise DetectorError(f"{wheel}: sha256 {digest} is not the one of {WHEEL}")
+        stage = tmp_path / MODEL_NAME
+        try:
+            with zipfile.ZipFile(wheel) as z, z.open(MODEL_MEMBER) as src, open(stage, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (KeyError, zipfile.BadZipFile) as exc:
+            raise DetectorError(f"{wheel}: cannot extract {MODEL_MEMBER}: {exc}") from exc
+        if (digest := _sha256(stage)) != MODEL_SHA256:
+            raise DetectorError(f"{wheel}: {MODEL_MEMBER} has sha256 {digest}, not the pinned one")
+        os.replace(stage, out)
+    return out
+
+
+def ssd_anchors() -> np.ndarray:
+    """``(896, 2)`` anchor centres in [0, 1] (x, y), in the model's output order."""
+    out = []
+    for stride, per_cell in ((8, 2), (16, 6)):
+        n = INPUT_SIZE // stride
+        ys, xs = np.mgrid[0:n, 0:n]
+        centres = np.stack([(xs.ravel() + 0.5) / n, (ys.ravel() + 0.5) / n], axis=1)
+        out.append(np.repeat(centres, per_cell, axis=0))
+    return np.concatenate(out).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class FaceDetection:
+    """One face found in a frame.
+
+    Attributes:
+        box: ``(x0, y0, x1, y1)`` in frame pixels (BlazeFace's box: brows to chin, cheek to
+            cheek; not a landmark box).
+        score: detection probability in [0, 1].
+        keypoints: ``(6, 2)`` pixels, in :data:`KEYPOINTS` order.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    keypoints: np.ndarray
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """Box centre, pixels."""
+        return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
+
+    @property
+    def side(self) -> float:
+        """Mean of the box's width and height, pixels."""
+        return ((self.box[2] - self.box[0]) + (self.box[3] - self.box[1])) / 2
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one ``(4,)`` box with ``(N, 4)`` boxes (x0, y0, x1, y1)."""
+    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = iw * ih
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def weighted_nms(
+    boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Merge overlapping detections, best first: each cluster's score-weighted mean box.
+
+    Args:
+        boxes: ``(N, 4)`` x0, y0, x1, y1.
+        keypoints: ``(N, K, 2)``.
+        scores: ``(N,)``.
+        iou_threshold: boxes overlapping the cluster's best by more than this join it.
+
+    Returns:
+        ``(box (4,), keypoints (K, 2), score)`` per cluster; the score is the best one's.
+    """
+    order = np.argsort(-scores, kind="stable")
+    left = order
+    out = []
+    while left.size:
+        best = left[0]
+        member = _iou(boxes[best], boxes[left]) > iou_threshold
+        member[0] = True
+        idx = left[member]
+        w = scores[idx] / scores[idx].sum()
+        out.append(
+            (
+                (boxes[idx] * w[:, None]).sum(axis=0),
+                (keypoints[idx] * w[:, None, None]).sum(axis=0),
+                float(scores[best]),
+            )
+        )
+        left = left[~member]
+    return out
+
+
+def _read_net(path: Path) -> cv2.dnn.Net:
+    if not hasattr(cv2.dnn, "readNetFromTFLite"):
+        raise DetectorError(
+            f"OpenCV {cv2.__version__} cannot read TFLite models (needs >= 4.8): "
+            "pip install 'opencv-python-headless>=4.8'"
+        )
+    try:
+        # OpenCV 5's classic engine takes NCHW input and returns both heads in one pass
+        return cv2.dnn.readNetFromTFLite(str(path), engine=cv2.dnn.ENGINE_CLASSIC)
+    except (TypeError, AttributeError):
+        return cv2.dnn.readNetFromTFLite(str(path))
+
+
+class BlazeFaceDetector:
+    """Face boxes in RGB frames (BlazeFace short range, letterboxed to 128x128).
+
+    Args:
+        model_path: the ``.tflite`` file; default :func:`default_detector_path` (fetch it first
+            with :func:`fetch_detector_model`, ``facealign fetch-detector`` or ``./run.sh setup``).
+        min_score: detections under this probability are dropped.
+        iou_threshold: overlap at which detections are merged.
+
+    Raises:
+        DetectorError: missing or unreadable file, or a model without BlazeFace's outputs.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        min_score: float = 0.5,
+        iou_threshold: float = 0.3,
+    ) -> None:
+        path = Path(model_path).expanduser() if model_path else default_detector_path()
+        if not path.is_file():
+            raise DetectorError(
+                f"face-detector model {path} not found: run `facealign fetch-detector` "
+                "(or ./run.sh setup) once"
+            )
+        try:
+            self._net = _read_net(path)
+        except cv2.error as exc:
+            raise DetectorError(f"{path}: not a TFLite model OpenCV can read: {exc}") from exc
+        self.path = path
+        self.min_score = float(min_score)
+        self.iou_threshold = float(iou_threshold)
+        self._anchors = ssd_anchors()
+        try:
+            scores, regs = self._run(np.zeros((1, 3, INPUT_SIZE, INPUT_SIZE), np.float32))
+        except cv2.error as exc:
+            raise DetectorError(f"{path}: not a BlazeFace short-range model: {exc}") from exc
+        if scores.shape != (NUM_ANCHORS,) or regs.shape != (NUM_ANCHORS, 16):
+            raise DetectorError(
+                f"{path}: outputs {scores.shape}, {regs.shape}; a BlazeFace short-range "
+                f"model has ({NUM_ANCHORS},) scores and ({NUM_ANCHORS}, 16) regressors"
+            )
+
+    def _run(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._net.setInput(blob)
+        scores, regs = self._net.forward(["classificators", "regressors"])
+        return scores.reshape(-1), regs.reshape(-1, 16)
+
+    def detect(self, rgb: np.ndarray) -> list[FaceDetection]:
+        """Faces in one frame, best first.
+
+        Args:
+            rgb: ``(H, W, 3)`` uint8 RGB frame (a ``(H, W)`` grey frame is accepted).
+
+        Returns:
+            Detections with probability >= ``min_score``, merged; pixel coordinates of ``rgb``.
+
+        Raises:
+            ValueError: an empty frame or one that is not ``(H, W)`` / ``(H, W, 3)`` uint8.
+        """
+        img = np.asarray(rgb)
+        if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+            raise ValueError(f"detect needs an (H, W, 3) or (H, W) uint8 image, got {img.dtype} "
+                             f"{img.shape}")  # fmt: skip
+        h, w = img.shape[:2]
+        if h == 0 or w == 0:
+            raise ValueError("detect needs a non-empty image")
+        if img.ndim == 2:
+            img = np.repeat(img[:, :, None], 3, axis=2)
+        side = max(h, w)
+        scale = INPUT_SIZE / side
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        small = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=cv2.INTER_AREA)
+        ox, oy = (INPUT_SIZE - nw) // 2, (INPUT_SIZE - nh) // 2
+        square = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.float32) - 1.0
+        square[oy : oy + nh, ox : ox + nw] = small.astype(np.float32) / 127.5 - 1.0
+        logits, regs = self._run(square.transpose(2, 0, 1)[None])
+        probs = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))
+        keep = np.flatnonzero(probs >= self.min_score)
+        if keep.size == 0:
+            return []
+        a, r = self._anchors[keep], regs[keep].astype(np.float64) / INPUT_SIZE
+        cx, cy = a[:, 0] + r[:, 0], a[:, 1] + r[:, 1]
+        bw, bh = np.abs(r[:, 2]), np.abs(r[:, 3])
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        kps = r[:, 4:].reshape(-1, 6, 2) + a[:, None, :]
+        # input units [0, 1] of the letterboxed square -> frame pixels
+        offset = np.array([ox, oy]) / INPUT_SIZE
+        boxes = (boxes - np.tile(offset, 2)) * INPUT_SIZE / scale
+        kps = (kps - offset) * INPUT_SIZE / scale
+        out = []
+        for box, kp, score in weighted_nms(boxes, kps, probs[keep], self.iou_threshold):
+            if not (np.all(np.isfinite(box)) and box[2] > box[0] and box[3] > box[1]):
+                continue
+            x0, y0, x1, y1 = (float(v) for v in box)
+            out.append(FaceDetection((x0, y0, x1, y1), score, kp.astype(np.float64)))
+        return out
