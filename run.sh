@@ -74,6 +74,9 @@ ensure_venv() {
     "${pipq[@]}" -e ".[train,bench,synth,dev]"
     echo "$want" >"$stamp"
   fi
+  # BlazeFace, the node's face detector (from the mediapipe wheel on PyPI, once; ~35 MB)
+  "$VENV/bin/facealign" fetch-detector >/dev/null \
+    || log "no BlazeFace model (see above): the face search falls back to grid candidates"
 }
 
 cmd="${1:-demo}"

@@ -75,3 +75,15 @@ def random_lite_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_checkpoint(path, CMFA(cfg), landmark_scheme="rep155_70",
                     representations=spec.representations, preprocessing=spec.to_dict())  # fmt: skip
     return path
+
+
+@pytest.fixture(scope="session")
+def blazeface_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real model, fetched into a private cache (not the session's FACEALIGN_CACHE)."""
+    from facealign_ros.face import detector as fd
+
+    root = tmp_path_factory.mktemp("detector_cache")
+    try:
+        return fd.fetch_detector_model(root)
+    except fd.DetectorError as exc:
+        pytest.skip(f"mediapipe wheel unavailable: {exc}")

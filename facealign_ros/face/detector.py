@@ -19,12 +19,14 @@ non-maximum suppression (IoU > 0.3), as MediaPipe does.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,66 +261,165 @@ class BlazeFaceDetector:
         self.iou_threshold = float(iou_threshold)
         self._anchors = ssd_anchors()
         try:
-            scores, regs = self._run(np.zeros((1, 3, INPUT_SIZE, INPUT_SIZE), np.float32))
+            self._net.setInput(np.zeros((1, 3, INPUT_SIZE, INPUT_SIZE), np.float32))
+            scores, regs = self._net.forward(["classificators", "regressors"])
         except cv2.error as exc:
             raise DetectorError(f"{path}: not a BlazeFace short-range model: {exc}") from exc
-        if scores.shape != (NUM_ANCHORS,) or regs.shape != (NUM_ANCHORS, 16):
+        if scores.size != NUM_ANCHORS or regs.size != NUM_ANCHORS * 16:
             raise DetectorError(
                 f"{path}: outputs {scores.shape}, {regs.shape}; a BlazeFace short-range "
                 f"model has ({NUM_ANCHORS},) scores and ({NUM_ANCHORS}, 16) regressors"
             )
 
     def _run(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, 3, 128, 128)`` inputs -> ``(N, 896)`` logits, ``(N, 896, 16)`` regressors."""
         self._net.setInput(blob)
         scores, regs = self._net.forward(["classificators", "regressors"])
-        return scores.reshape(-1), regs.reshape(-1, 16)
+        n = blob.shape[0]
+        return scores.reshape(n, NUM_ANCHORS), regs.reshape(n, NUM_ANCHORS, 16)
 
-    def detect(self, rgb: np.ndarray) -> list[FaceDetection]:
+    def detect(
+        self, rgb: np.ndarray, windows: Sequence[tuple[float, float, float]] | None = None
+    ) -> list[FaceDetection]:
         """Faces in one frame, best first.
 
         Args:
             rgb: ``(H, W, 3)`` uint8 RGB frame (a ``(H, W)`` grey frame is accepted).
+            windows: square windows ``(x0, y0, side)`` (frame px; may reach past the frame) to
+                look in, one network pass each (detections merged across them); default the
+                whole frame. The model finds faces of ~15-90 % of a window's side.
 
         Returns:
             Detections with probability >= ``min_score``, merged; pixel coordinates of ``rgb``.
 
         Raises:
-            ValueError: an empty frame or one that is not ``(H, W)`` / ``(H, W, 3)`` uint8.
+            ValueError: an empty frame or one that is not ``(H, W)`` / ``(H, W, 3)`` uint8, or
+                a window without a positive finite side.
         """
-        img = np.asarray(rgb)
-        if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
-            raise ValueError(f"detect needs an (H, W, 3) or (H, W) uint8 image, got {img.dtype} "
-                             f"{img.shape}")  # fmt: skip
-        h, w = img.shape[:2]
-        if h == 0 or w == 0:
-            raise ValueError("detect needs a non-empty image")
-        if img.ndim == 2:
-            img = np.repeat(img[:, :, None], 3, axis=2)
-        side = max(h, w)
-        scale = INPUT_SIZE / side
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        small = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=cv2.INTER_AREA)
-        ox, oy = (INPUT_SIZE - nw) // 2, (INPUT_SIZE - nh) // 2
-        square = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.float32) - 1.0
-        square[oy : oy + nh, ox : ox + nw] = small.astype(np.float32) / 127.5 - 1.0
-        logits, regs = self._run(square.transpose(2, 0, 1)[None])
-        probs = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))
-        keep = np.flatnonzero(probs >= self.min_score)
-        if keep.size == 0:
+        inputs = [letterbox(rgb, w) for w in (windows if windows is not None else [None])]
+        if not inputs:
             return []
-        a, r = self._anchors[keep], regs[keep].astype(np.float64) / INPUT_SIZE
-        cx, cy = a[:, 0] + r[:, 0], a[:, 1] + r[:, 1]
-        bw, bh = np.abs(r[:, 2]), np.abs(r[:, 3])
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-        kps = r[:, 4:].reshape(-1, 6, 2) + a[:, None, :]
-        # input units [0, 1] of the letterboxed square -> frame pixels
-        offset = np.array([ox, oy]) / INPUT_SIZE
-        boxes = (boxes - np.tile(offset, 2)) * INPUT_SIZE / scale
-        kps = (kps - offset) * INPUT_SIZE / scale
-        out = []
-        for box, kp, score in weighted_nms(boxes, kps, probs[keep], self.iou_threshold):
-            if not (np.all(np.isfinite(box)) and box[2] > box[0] and box[3] > box[1]):
-                continue
-            x0, y0, x1, y1 = (float(v) for v in box)
-            out.append(FaceDetection((x0, y0, x1, y1), score, kp.astype(np.float64)))
-        return out
+        logits, regs = self._run(np.stack([sq.transpose(2, 0, 1) for sq, _, _ in inputs]))
+        parts = [
+            candidates(logits[i], regs[i], scale, offset, self.min_score)
+            for i, (_, scale, offset) in enumerate(inputs)
+        ]
+        boxes = np.concatenate([p[0] for p in parts])
+        kps = np.concatenate([p[1] for p in parts])
+        probs = np.concatenate([p[2] for p in parts])
+        return merge(boxes, kps, probs, self.iou_threshold)
+
+
+def letterbox(
+    rgb: np.ndarray, window: tuple[float, float, float] | None = None
+) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """The model's input: a square window of the frame shrunk to 128x128, black outside.
+
+    Args:
+        rgb: ``(H, W, 3)`` or ``(H, W)`` uint8.
+        window: ``(x0, y0, side)`` in frame px; default the frame centred in a square of its
+            long side (letterboxing).
+
+    Returns:
+        ``(square, scale, (ox, oy))``: ``(128, 128, 3)`` float32 in [-1, 1]; input px per
+        frame px; where the frame's pixel (0, 0) lands, input px.
+
+    Raises:
+        ValueError: an empty frame or one that is not ``(H, W)`` / ``(H, W, 3)`` uint8, or a
+            window without a positive finite side.
+    """
+    img = np.asarray(rgb)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+        raise ValueError(
+            f"face detection needs an (H, W, 3) or (H, W) uint8 image, got {img.dtype} {img.shape}"
+        )
+    h, w = img.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError("face detection needs a non-empty image")
+    if window is None:
+        side = float(max(h, w))
+        x0, y0 = (w - side) / 2, (h - side) / 2
+    else:
+        x0, y0, side = (float(v) for v in window)
+        if not (np.isfinite([x0, y0, side]).all() and side > 0):
+            raise ValueError(f"face detection window {window} needs a positive finite side")
+    scale = INPUT_SIZE / side
+    square = np.full((INPUT_SIZE, INPUT_SIZE, 3), -1.0, np.float32)
+    # whole frame pixels inside the window
+    ix0, iy0 = max(0, math.ceil(x0 - 1e-9)), max(0, math.ceil(y0 - 1e-9))
+    ix1, iy1 = min(w, math.floor(x0 + side + 1e-9)), min(h, math.floor(y0 + side + 1e-9))
+    dx0 = min(INPUT_SIZE - 1, max(0, round((ix0 - x0) * scale)))
+    dy0 = min(INPUT_SIZE - 1, max(0, round((iy0 - y0) * scale)))
+    dx1 = min(INPUT_SIZE, dx0 + max(1, round((ix1 - ix0) * scale)))
+    dy1 = min(INPUT_SIZE, dy0 + max(1, round((iy1 - iy0) * scale)))
+    if ix1 <= ix0 or iy1 <= iy0 or dx1 <= dx0 or dy1 <= dy0:
+        return square, scale, (-x0 * scale, -y0 * scale)
+    sub = img[iy0:iy1, ix0:ix1]
+    if sub.ndim == 2:
+        sub = np.repeat(sub[:, :, None], 3, axis=2)
+    small = cv2.resize(
+        np.ascontiguousarray(sub), (dx1 - dx0, dy1 - dy0), interpolation=cv2.INTER_AREA
+    )
+    square[dy0:dy1, dx0:dx1] = small.astype(np.float32) / 127.5 - 1.0
+    # the placed pixels define the map: frame px p -> input (p - i0) * scale' + d0
+    sx, sy = (dx1 - dx0) / (ix1 - ix0), (dy1 - dy0) / (iy1 - iy0)
+    scale = float(np.sqrt(sx * sy))
+    return square, scale, (dx0 - ix0 * sx, dy0 - iy0 * sy)
+
+
+def candidates(
+    logits: np.ndarray,
+    regressors: np.ndarray,
+    scale: float,
+    offset: tuple[float, float],
+    min_score: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BlazeFace outputs of one input -> unmerged detections in frame pixels.
+
+    Args:
+        logits: ``(896,)`` score logits.
+        regressors: ``(896, 16)`` per anchor: box centre offset (x, y) and size (w, h), then
+            6 keypoints (x, y) relative to the anchor centre, input px.
+        scale: input px per frame px (:func:`letterbox`).
+        offset: where the frame's pixel (0, 0) lands in the input, px.
+        min_score: probability a detection needs.
+
+    Returns:
+        ``boxes (N, 4)`` x0, y0, x1, y1; ``keypoints (N, 6, 2)``; ``probs (N,)``.
+    """
+    probs = 1.0 / (1.0 + np.exp(-np.clip(np.asarray(logits, np.float64).reshape(-1), -100, 100)))
+    keep = np.flatnonzero(probs >= min_score)
+    anchors = ssd_anchors()[keep] * INPUT_SIZE
+    r = np.asarray(regressors, np.float64).reshape(-1, 16)[keep]
+    cx, cy = anchors[:, 0] + r[:, 0], anchors[:, 1] + r[:, 1]
+    bw, bh = np.abs(r[:, 2]), np.abs(r[:, 3])
+    o = np.asarray(offset, np.float64)
+    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1) - np.tile(o, 2)
+    kps = r[:, 4:].reshape(-1, 6, 2) + anchors[:, None, :] - o
+    return boxes / scale, kps / scale, probs[keep]
+
+
+def merge(
+    boxes: np.ndarray, keypoints: np.ndarray, probs: np.ndarray, iou_threshold: float = 0.3
+) -> list[FaceDetection]:
+    """Merged detections (:func:`weighted_nms`), best first; degenerate boxes dropped."""
+    ok = np.all(np.isfinite(boxes), axis=1) & np.all(np.isfinite(keypoints), axis=(1, 2))
+    ok &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    out = []
+    for box, kp, score in weighted_nms(boxes[ok], keypoints[ok], probs[ok], iou_threshold):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        out.append(FaceDetection((x0, y0, x1, y1), score, kp))
+    return out
+
+
+def decode(
+    logits: np.ndarray,
+    regressors: np.ndarray,
+    scale: float,
+    offset: tuple[float, float],
+    min_score: float = 0.5,
+    iou_threshold: float = 0.3,
+) -> list[FaceDetection]:
+    """One input's outputs -> merged detections in frame pixels (candidates, then merge)."""
+    boxes, kps, probs = candidates(logits, regressors, scale, offset, min_score)
+    return merge(boxes, kps, probs, iou_threshold)

@@ -41,6 +41,11 @@ DETECTION_EXTENT = 1.04
 training bags; 1.00 on the real-photo development set)."""
 DETECTION_DROP = 0.045
 """Landmark-box centre below the BlazeFace box centre, per box side (synthetic median 0.044)."""
+SMALL_FACE = 0.2
+"""Faces smaller than this share of the frame's long side are looked for in a window around
+the tracked box (BlazeFace short range misses faces under ~15 % of its input)."""
+CHECK_WINDOW = 2.5
+"""Side of that window per tracked box side (the face then spans ~30 % of it)."""
 REDETECT_IOU = 0.3
 """A tracked box overlapping no detected face by more than this is a wrong lock."""
 
@@ -112,10 +117,12 @@ class FaceStage:
         self._rgb_box = None
         self.model.forget()
 
-    def _detect(self, rgb: np.ndarray) -> list[FaceDetection]:
+    def _detect(
+        self, rgb: np.ndarray, windows: list[tuple[float, float, float]] | None = None
+    ) -> list[FaceDetection]:
         assert self.detector is not None
         self.stats.count("detector_runs")
-        return self.detector.detect(rgb)
+        return self.detector.detect(rgb, windows)
 
     def _search(
         self, events: np.ndarray | None, rgb: np.ndarray | None, size: tuple[int, int], t: int
@@ -152,7 +159,8 @@ class FaceStage:
         frame at ``b``, the detection that overlaps the tracked box most (landmark boxes drift
         in scale on real faces; a detection's box does not), or ``(True, b)``: faces were found
         and none overlaps the tracked box by more than :data:`REDETECT_IOU` (a wrong lock):
-        restart at the best one.
+        restart at the best one. A small tracked face is looked for in a window around it
+        (:data:`SMALL_FACE`), so only faces near it count there.
         """
         c = self.config
         if self.detector is None or rgb is None or not c.redetect:
@@ -164,7 +172,11 @@ class FaceStage:
             return None
         self._last_check, self._checked_frame = t, rgb_stamp
         scale = self.model.spec.box_scale
-        found = [box_from_detection(d, scale) for d in self._detect(rgb)]
+        windows = None
+        if box.side / (DETECTION_EXTENT * scale) < SMALL_FACE * max(rgb.shape[:2]):
+            side = CHECK_WINDOW * box.side  # a small face: look around it, at a size it is found
+            windows = [(box.cx - side / 2, box.cy - side / 2, side)]
+        found = [box_from_detection(d, scale) for d in self._detect(rgb, windows)]
         if not found:
             return None
         overlap = [box.iou(f) for f in found]

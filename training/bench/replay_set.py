@@ -1,0 +1,137 @@
+r"""The node pipeline over many recordings, under several settings side by side in one run.
+
+Each bag is replayed (:func:`training.replay.replay`, as ``facealign replay``) once per variant
+(a set of node parameters), bag by bag with the variants interleaved, so machine load falls on
+all of them alike. Reported per variant: the bags' mean and median NME of the answers with a
+face, mean coverage (targets answered with a face), mean FR@0.10, the search/detector
+counters, and one row per bag.
+
+    python -m training.bench.replay_set --bags 'data/real_dev/photo_*' \\
+        --variant face_detector=grid --variant face_detector=blazeface --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COUNTERS = ("detect_runs", "detections", "detector_runs", "box_corrections", "redetections")
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` (values YAML-parsed, as ``facealign replay --param``) -> dict."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        for part in item.split(","):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"{part!r}: expected KEY=VALUE")
+            out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def run(
+    bags: Sequence[Path], variants: Sequence[dict[str, Any]], base: dict[str, Any]
+) -> dict[str, Any]:
+    """Replay every bag under every variant; the summary described in the module docstring."""
+    from facealign_ros.pipeline import PipelineConfig
+    from training.replay import replay
+
+    configs = [PipelineConfig.from_dict({"device": "cpu", **base, **v}) for v in variants]
+    rows: list[list[dict[str, Any]]] = [[] for _ in variants]
+    with tempfile.TemporaryDirectory() as tmp:
+        for bag in bags:
+            for k, cfg in enumerate(configs):
+                s = replay(bag, Path(tmp) / f"{bag.name}-{k}", cfg, progress=False)
+                m = s["metrics"] or {}
+                rows[k].append({
+                    "bag": bag.name,
+                    "nme": m.get("nme"),
+                    "coverage": m.get("coverage"),
+                    "fr10": m.get("fr10"),
+                    "compute_p50_ms": s["compute_p50_ms"],
+                    **{c: s["pipeline"].get(c, 0) for c in COUNTERS},
+                })  # fmt: skip
+    out = []
+    for v, rs in zip(variants, rows, strict=True):
+        nme = np.array([r["nme"] for r in rs if r["nme"] is not None], np.float64)
+        cov = np.array([r["coverage"] for r in rs if r["coverage"] is not None], np.float64)
+        fr = np.array([r["fr10"] for r in rs if r["fr10"] is not None], np.float64)
+        out.append({
+            "params": v,
+            "bags": len(rs),
+            "mean_nme": float(nme.mean()) if nme.size else None,
+            "median_nme": float(np.median(nme)) if nme.size else None,
+            "mean_coverage": float(cov.mean()) if cov.size else None,
+            "mean_fr10": float(fr.mean()) if fr.size else None,
+            **{c: int(sum(r[c] for r in rs)) for c in COUNTERS},
+            "rows": rs,
+        })  # fmt: skip
+    return {"base": base, "variants": out}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training.bench.replay_set --bags GLOB... --variant K=V[,K=V] ...``."""
+    p = argparse.ArgumentParser(prog="python -m training.bench.replay_set", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--bags", nargs="+", required=True, help="bag paths or glob patterns")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="K=V[,K=V]",
+        help="node parameters of one variant (repeat; none: the defaults only)",
+    )
+    p.add_argument("--param", action="append", default=[], metavar="K=V",
+                   help="node parameter for every variant")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    bags = sorted({Path(f) for pat in args.bags for f in (glob.glob(pat) or [pat])})
+    missing = [str(b) for b in bags if not b.exists()]
+    if missing or not bags:
+        sys.stderr.write(f"replay_set: no such bag(s): {missing or args.bags}\n")
+        return 2
+    from facealign_ros.bag import BagError
+    from facealign_ros.face.detector import DetectorError
+    from facealign_ros.pipeline import ModelLoadError
+
+    try:
+        variants = [parse_params([v]) for v in args.variant] or [{}]
+        result = run(bags, variants, parse_params(args.param))
+    except (ValueError, BagError, ModelLoadError, DetectorError) as exc:
+        sys.stderr.write(f"replay_set: {exc}\n")
+        return 2
+    if args.json:
+        import json
+
+        sys.stdout.write(json.dumps(result) + "\n")
+        return 0
+
+    def f(x: float | None, fmt: str = ".3f") -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    for v in result["variants"]:
+        sys.stdout.write(
+            f"{v['params']}: {v['bags']} bags, NME mean {f(v['mean_nme'])} median "
+            f"{f(v['median_nme'])}, coverage {f(v['mean_coverage'])}, FR {f(v['mean_fr10'])}; "
+            + ", ".join(f"{c} {v[c]}" for c in COUNTERS)
+            + "\n"
+        )
+        for r in v["rows"]:
+            sys.stdout.write(
+                f"  {r['bag']:<36} NME {f(r['nme'])}  coverage {f(r['coverage'], '.2f')}\n"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
