@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--bag", help="face: a recording with ground truth to loop instead")
     pl.add_argument("--seed", type=int, default=0, help="face: seed of the synthetic recording")
     pl.add_argument("--threads", type=int, help="torch threads (default: the node's, 1)")
+    pl.add_argument("--param", action="append", default=[], metavar="K=V",
+                    help="node parameter, e.g. face_detector=grid (repeat)")  # fmt: skip
     sy = bench_sub.add_parser(
         "synth", help="synthetic engine: seconds of data per wall second; training samples/s"
     )
@@ -106,7 +108,13 @@ def _bench(args: argparse.Namespace) -> int:
         result = run_events_bench(n_events=args.events, repeats=args.repeats, seed=args.seed)
     elif args.bench_target == "pipeline":
         from training.bench.pipeline import run_pipeline_bench
+        from training.bench.replay_set import parse_params
 
+        try:
+            params = parse_params(args.param)
+        except ValueError as exc:
+            sys.stderr.write(f"facealign bench pipeline: {exc}\n")
+            return 2
         result = run_pipeline_bench(
             seconds=args.seconds,
             event_rate=args.event_rate,
@@ -116,6 +124,7 @@ def _bench(args: argparse.Namespace) -> int:
             bag=args.bag,
             seed=args.seed,
             threads=args.threads,
+            params=params,
         )
     elif args.bench_target == "synth":
         from training.bench.data import bench_samples

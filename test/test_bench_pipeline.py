@@ -62,9 +62,11 @@ def test_face_scenario_tracks_the_face(face_bag: Path, json_command) -> None:
 
 
 def test_search_scenario_reports_the_worst_case(json_command) -> None:
-    result = json_command(*BENCH, "--scenario", "search", "--seconds", "0.5", "--event-rate", "1e6")
+    result = json_command(*BENCH, "--scenario", "search", "--seconds", "0.5", "--event-rate", "1e6",
+                          "--param", "face_detector=grid")  # fmt: skip
     _check_figures(result)
-    assert result["scenario"] == "search"
+    assert result["scenario"] == "search" and result["face_detector"] == "grid"
+    assert result["params"] == {"face_detector": "grid"} and result["detector_runs"] == 0
     assert result["nme"] is None and result["metrics"] is None
     assert result["detect_runs"] > 0
     assert result["event_rate_mev_s"] == pytest.approx(1.0)
@@ -74,6 +76,9 @@ def test_rejects_bad_arguments() -> None:
     cmd = [sys.executable, "-m", "training.bench.pipeline", "--seconds", "0"]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert res.returncode == 2 and "--seconds > 0" in res.stderr
+    cmd = [sys.executable, "-m", "facealign_ros.cli", "bench", "pipeline", "--param", "nokey"]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert res.returncode == 2 and "KEY=VALUE" in res.stderr
 
 
 def test_mirror_loop_is_seamless(face_bag: Path) -> None:

@@ -122,13 +122,15 @@ def _report(res: list, snap: dict[str, Any], gt: Any, seconds: float) -> dict[st
             "faces": faces, "face_share": faces / len(res) if res else 0.0,
             "face_confidence_p50": float(np.median(conf)) if conf else None,
             "nme": None if metrics is None else metrics.get("nme"),
-            "detect_runs": snap["detect_runs"], "metrics": metrics}  # fmt: skip
+            "detect_runs": snap["detect_runs"], "detector_runs": snap.get("detector_runs", 0),
+            "metrics": metrics}  # fmt: skip
 
 
 def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str = "",
                        device: str = "cpu", scenario: str = "face", bag: str | Path | None = None,
                        scene_seconds: float = 3.0, seed: int = 0,
-                       threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+                       threads: int | None = None,
+                       params: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Measure the pipeline (see the module docstring); returns the JSON-able result.
 
     Args:
@@ -141,6 +143,8 @@ def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str
         scene_seconds: ``face``: length of the synthetic recording generated.
         seed: synthetic scene and noise seed.
         threads: torch intra-op threads (None: the pipeline's default, 1).
+        params: other node parameters (:class:`PipelineConfig` fields), e.g.
+            ``{"face_detector": "grid"}``.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose {SCENARIOS}")
@@ -168,14 +172,16 @@ def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str
     with tempfile.TemporaryDirectory() as tmp:
         path = model or str(default_model_path())
         weights = path
-        kw: dict[str, Any] = {} if threads is None else {"torch_threads": int(threads)}
+        kw: dict[str, Any] = dict(params or {})
+        if threads is not None:
+            kw["torch_threads"] = int(threads)
         if not Path(path).is_file():
             path = str(Path(tmp) / "random_lite.safetensors")
             _random_checkpoint(Path(path))
             weights = "random lite (no trained weights found)"
             kw["detect_threshold"] = 0.0
             notes.append("trained weights missing: random-weight lite network, detection forced")
-        base = PipelineConfig(model=path, device=device, **kw)
+        base = PipelineConfig.from_dict({"model": path, "device": device, **kw})
         fused_in = sorted(packets + images, key=lambda x: (x[0], x[1]))
         pipe, res = _phase(base, fused_in)
         snap = pipe.snapshot()
@@ -194,7 +200,9 @@ def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str
             **{f"events_mode_{k}": v for k, v in events.items()},
             **{f"events_only_{k}": v for k, v in dark.items()},
             "event_rate_mev_s": event_rate / 1e6, **extra, "inputs_mb": inputs_mb,
-            "seconds": seconds, "weights": weights, "device": device, "notes": notes}  # fmt: skip
+            "seconds": seconds, "weights": weights, "device": device,
+            "face_detector": snap["face_detector"], "params": dict(params or {}),
+            "notes": notes}  # fmt: skip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -208,6 +216,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--bag", default=None, help="face: recording with ground truth to loop")
     p.add_argument("--seed", type=int, default=0, help="synthetic scene and noise seed")
+    p.add_argument("--param", action="append", default=[], metavar="K=V",
+                   help="node parameter, e.g. face_detector=grid (repeat)")  # fmt: skip
     return p
 
 
@@ -218,8 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seconds <= 0 or args.event_rate < 0:
         sys.stderr.write("bench pipeline: --seconds > 0 and --event-rate >= 0 please\n")
         return 2
+    from training.bench.replay_set import parse_params
+
     result = run_pipeline_bench(args.seconds, args.event_rate, args.model, args.device,
-                                args.scenario, args.bag, seed=args.seed)  # fmt: skip
+                                args.scenario, args.bag, seed=args.seed,
+                                params=parse_params(args.param))  # fmt: skip
     write_result(result, args.json)
     return 0
 

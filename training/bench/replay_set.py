@@ -4,7 +4,7 @@ Each bag is replayed (:func:`training.replay.replay`, as ``facealign replay``) o
 (a set of node parameters), bag by bag with the variants interleaved, so machine load falls on
 all of them alike. Reported per variant: the bags' mean and median NME of the answers with a
 face, mean coverage (targets answered with a face), mean FR@0.10, the search/detector
-counters, and one row per bag.
+counters, and one row per bag; with several ``--bags`` patterns, also per pattern (``groups``).
 
     python -m training.bench.replay_set --bags 'data/real_dev/photo_*' \\
         --variant face_detector=grid --variant face_detector=blazeface --json
@@ -39,10 +39,31 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _summary(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def values(key: str) -> np.ndarray:
+        return np.array([r[key] for r in rs if r[key] is not None], np.float64)
+
+    nme, cov, fr = values("nme"), values("coverage"), values("fr10")
+    return {
+        "bags": len(rs),
+        "mean_nme": float(nme.mean()) if nme.size else None,
+        "median_nme": float(np.median(nme)) if nme.size else None,
+        "mean_coverage": float(cov.mean()) if cov.size else None,
+        "mean_fr10": float(fr.mean()) if fr.size else None,
+        **{c: int(sum(r[c] for r in rs)) for c in COUNTERS},
+    }
+
+
 def run(
-    bags: Sequence[Path], variants: Sequence[dict[str, Any]], base: dict[str, Any]
+    bags: Sequence[Path],
+    variants: Sequence[dict[str, Any]],
+    base: dict[str, Any],
+    group: dict[str, set[str]] | None = None,
 ) -> dict[str, Any]:
-    """Replay every bag under every variant; the summary described in the module docstring."""
+    """Replay every bag under every variant; the summary described in the module docstring.
+
+    ``group``: name -> bag names summarised together (also) under ``groups``.
+    """
     from facealign_ros.pipeline import PipelineConfig
     from training.replay import replay
 
@@ -63,19 +84,9 @@ def run(
                 })  # fmt: skip
     out = []
     for v, rs in zip(variants, rows, strict=True):
-        nme = np.array([r["nme"] for r in rs if r["nme"] is not None], np.float64)
-        cov = np.array([r["coverage"] for r in rs if r["coverage"] is not None], np.float64)
-        fr = np.array([r["fr10"] for r in rs if r["fr10"] is not None], np.float64)
-        out.append({
-            "params": v,
-            "bags": len(rs),
-            "mean_nme": float(nme.mean()) if nme.size else None,
-            "median_nme": float(np.median(nme)) if nme.size else None,
-            "mean_coverage": float(cov.mean()) if cov.size else None,
-            "mean_fr10": float(fr.mean()) if fr.size else None,
-            **{c: int(sum(r[c] for r in rs)) for c in COUNTERS},
-            "rows": rs,
-        })  # fmt: skip
+        groups = {name: _summary([r for r in rs if r["bag"] in members])
+                  for name, members in (group or {}).items()}  # fmt: skip
+        out.append({"params": v, **_summary(rs), "groups": groups, "rows": rs})
     return {"base": base, "variants": out}
 
 
@@ -95,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="node parameter for every variant")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
+    group = {pat: {Path(f).name for f in (glob.glob(pat) or [pat])} for pat in args.bags}
     bags = sorted({Path(f) for pat in args.bags for f in (glob.glob(pat) or [pat])})
     missing = [str(b) for b in bags if not b.exists()]
     if missing or not bags:
@@ -106,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         variants = [parse_params([v]) for v in args.variant] or [{}]
-        result = run(bags, variants, parse_params(args.param))
+        result = run(bags, variants, parse_params(args.param), group if len(group) > 1 else None)
     except (ValueError, BagError, ModelLoadError, DetectorError) as exc:
         sys.stderr.write(f"replay_set: {exc}\n")
         return 2
@@ -126,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             + ", ".join(f"{c} {v[c]}" for c in COUNTERS)
             + "\n"
         )
+        for name, g in v["groups"].items():
+            sys.stdout.write(
+                f"  {name}: {g['bags']} bags, NME mean {f(g['mean_nme'])} median "
+                f"{f(g['median_nme'])}, coverage {f(g['mean_coverage'])}\n"
+            )
         for r in v["rows"]:
             sys.stdout.write(
                 f"  {r['bag']:<36} NME {f(r['nme'])}  coverage {f(r['coverage'], '.2f')}\n"
