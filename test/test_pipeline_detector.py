@@ -35,7 +35,8 @@ class ScriptedDetector:
 
     def detect(self, rgb, windows=None):
         self.calls.append(windows)
-        return [FaceDetection(b, 0.9, np.zeros((6, 2))) for b in self.boxes(len(self.calls) - 1)]
+        found = self.boxes(len(self.calls) - 1, windows)
+        return [FaceDetection(b, 0.9, np.zeros((6, 2))) for b in found]
 
 
 def pipe_with(model, detector, **kw) -> Pipeline:
@@ -66,7 +67,7 @@ BOX = (120.0, 80.0, 200.0, 160.0)
 
 
 def test_search_starts_at_the_detection_and_each_frame_re_frames_the_crop(model, bag_msgs):
-    det = ScriptedDetector(lambda k: [BOX])
+    det = ScriptedDetector(lambda k, w: [BOX])
     pipe = pipe_with(model, det, track_threshold=0.0)
     results = run(pipe, bag_msgs)
     frames = sum(1 for topic, _, _ in bag_msgs if topic.endswith("image_raw"))
@@ -82,7 +83,7 @@ def test_search_starts_at_the_detection_and_each_frame_re_frames_the_crop(model,
 
 def test_a_face_elsewhere_restarts_a_wrong_lock(model, bag_msgs):
     far = (10.0, 10.0, 70.0, 70.0)
-    det = ScriptedDetector(lambda k: [BOX] if k < 3 else [far])
+    det = ScriptedDetector(lambda k, w: [BOX] if k < 3 else [far])
     pipe = pipe_with(model, det, track_threshold=0.0)
     results = run(pipe, bag_msgs)
     assert pipe.snapshot()["redetections"] == 1
@@ -93,7 +94,7 @@ def test_a_face_elsewhere_restarts_a_wrong_lock(model, bag_msgs):
 
 
 def test_no_detection_falls_back_to_the_grid_and_keeps_the_track(model, bag_msgs):
-    det = ScriptedDetector(lambda k: [])
+    det = ScriptedDetector(lambda k, w: [])
     pipe = pipe_with(model, det, track_threshold=0.0)
     results = run(pipe, bag_msgs)
     snap = pipe.snapshot()
@@ -101,12 +102,32 @@ def test_no_detection_falls_back_to_the_grid_and_keeps_the_track(model, bag_msgs
     assert snap.get("box_corrections", 0) == 0 and len({r.face_id for r in results}) == 1
 
 
+def test_a_detected_face_is_not_lost_for_low_confidence(model, bag_msgs):
+    pipe = pipe_with(model, ScriptedDetector(lambda k, w: [BOX]), track_threshold=1.0)
+    results = run(pipe, bag_msgs)
+    assert all(r.has_face for r in results) and len({r.face_id for r in results}) == 1
+    pipe = pipe_with(model, ScriptedDetector(lambda k, w: []), track_threshold=1.0, lost_after=2)
+    run(pipe, bag_msgs)
+    assert pipe.snapshot()["lost"] > 0  # without the detector's word the confidence decides
+
+
+def test_a_small_face_with_nothing_around_it_is_checked_in_the_whole_frame(model, bag_msgs):
+    small = (150.0, 100.0, 180.0, 130.0)
+    big = (20.0, 20.0, 120.0, 120.0)
+    # the search finds the small "face"; later checks see nothing near it, a face elsewhere
+    det = ScriptedDetector(lambda k, w: [small] if k == 0 else ([] if w else [big]))
+    pipe = pipe_with(model, det, track_threshold=0.0)
+    results = run(pipe, bag_msgs)
+    assert det.calls[1] is not None and det.calls[2] is None  # window first, then whole frame
+    assert pipe.snapshot()["redetections"] >= 1 and results[1].face_id != results[0].face_id
+
+
 def test_checks_respect_redetect_and_its_interval(model, bag_msgs):
-    det = ScriptedDetector(lambda k: [BOX])
+    det = ScriptedDetector(lambda k, w: [BOX])
     pipe = pipe_with(model, det, track_threshold=0.0, redetect=False)
     run(pipe, bag_msgs)
     assert len(det.calls) == 1  # the search only
-    det = ScriptedDetector(lambda k: [BOX])
+    det = ScriptedDetector(lambda k, w: [BOX])
     pipe = pipe_with(model, det, track_threshold=0.0, redetect_interval_ms=10_000.0)
     run(pipe, bag_msgs)
     assert len(det.calls) == 2  # the search and the first check
@@ -114,7 +135,7 @@ def test_checks_respect_redetect_and_its_interval(model, bag_msgs):
 
 def test_events_mode_looks_at_each_frame_once_and_small_faces_in_a_window(model, bag_msgs):
     small = (150.0, 100.0, 180.0, 130.0)  # 30 px: under SMALL_FACE of the 346 px frame
-    det = ScriptedDetector(lambda k: [small])
+    det = ScriptedDetector(lambda k, w: [small])
     pipe = pipe_with(model, det, mode="events", rate_hz=100.0, track_threshold=0.0)
     results = run(pipe, bag_msgs)
     frames = sum(1 for topic, _, _ in bag_msgs if topic.endswith("image_raw"))
@@ -125,7 +146,7 @@ def test_events_mode_looks_at_each_frame_once_and_small_faces_in_a_window(model,
 
 
 def test_no_rgb_no_detector(model, bag_msgs):
-    det = ScriptedDetector(lambda k: [BOX])
+    det = ScriptedDetector(lambda k, w: [BOX])
     events_only = [m for m in bag_msgs if m[0].endswith("events")]
     pipe = pipe_with(model, det, mode="events", track_threshold=0.0)
     assert run(pipe, events_only) and det.calls == []

@@ -160,7 +160,8 @@ class FaceStage:
         in scale on real faces; a detection's box does not), or ``(True, b)``: faces were found
         and none overlaps the tracked box by more than :data:`REDETECT_IOU` (a wrong lock):
         restart at the best one. A small tracked face is looked for in a window around it
-        (:data:`SMALL_FACE`), so only faces near it count there.
+        (:data:`SMALL_FACE`) first, then, if none is there, in the whole frame. A frame whose
+        detection overlaps the track counts as a hit whatever the network's confidence.
         """
         c = self.config
         if self.detector is None or rgb is None or not c.redetect:
@@ -177,6 +178,8 @@ class FaceStage:
             side = CHECK_WINDOW * box.side  # a small face: look around it, at a size it is found
             windows = [(box.cx - side / 2, box.cy - side / 2, side)]
         found = [box_from_detection(d, scale) for d in self._detect(rgb, windows)]
+        if not found and windows is not None:  # nothing near it: is it a face at all?
+            found = [box_from_detection(d, scale) for d in self._detect(rgb)]
         if not found:
             return None
         overlap = [box.iou(f) for f in found]
@@ -241,7 +244,8 @@ class FaceStage:
             box = self._reuse_box(key, box)
             out = self.model.align([box], events, rgb, size, t, init, stages, rgb_key=key)
             pts, conf = out.points[0], out.confidence[0]
-            if not tr.update(pts, conf, t, float(np.mean(conf)) >= c.track_threshold):
+            hit = snapped or float(np.mean(conf)) >= c.track_threshold  # BlazeFace saw it
+            if not tr.update(pts, conf, t, hit):
                 self.stats.count("lost")
                 self._last_search = None
                 box = None
