@@ -144,6 +144,10 @@ def ssd_anchors() -> np.ndarray:
     return np.concatenate(out).astype(np.float64)
 
 
+_ANCHORS_PX = ssd_anchors() * INPUT_SIZE
+"""Anchor centres in input pixels (computed once)."""
+
+
 @dataclass(frozen=True)
 class FaceDetection:
     """One face found in a frame.
@@ -389,7 +393,7 @@ def candidates(
     """
     probs = 1.0 / (1.0 + np.exp(-np.clip(np.asarray(logits, np.float64).reshape(-1), -100, 100)))
     keep = np.flatnonzero(probs >= min_score)
-    anchors = ssd_anchors()[keep] * INPUT_SIZE
+    anchors = _ANCHORS_PX[keep]
     r = np.asarray(regressors, np.float64).reshape(-1, 16)[keep]
     cx, cy = anchors[:, 0] + r[:, 0], anchors[:, 1] + r[:, 1]
     bw, bh = np.abs(r[:, 2]), np.abs(r[:, 3])

@@ -236,8 +236,8 @@ class FaceStage:
                 box = check[1]  # type: ignore[index]
                 self.stats.count("box_corrections")
             anchor = tr.track.frames % c.warm_anchor_every == 0
-            # a crop moved to the detection starts from the mean shape (measured: better)
-            warm = c.warm_start and tr.track.frames > 1 and not anchor and not snapped
+            # the warm start holds on a crop moved to the detection (measured: same NME)
+            warm = c.warm_start and tr.track.frames > 1 and not anchor
             init = tr.track.points if warm else None
             stages = min(c.warm_stages, self.model.num_stages) if warm else None
             key = rgb_stamp if rgb is not None and events is not None else None
