@@ -46,7 +46,9 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep decoded-bag caches of the test run out of the user's cache directory."""
     import os
 
-    os.environ.setdefault("FACEALIGN_CACHE", str(tmp_path_factory.mktemp("cache")))
+    # set, not setdefault: a user's own cache (with a fetched face detector) must not change
+    # what the tests see
+    os.environ["FACEALIGN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture

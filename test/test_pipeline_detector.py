@@ -122,6 +122,47 @@ def test_a_small_face_with_nothing_around_it_is_checked_in_the_whole_frame(model
     assert pipe.snapshot()["redetections"] >= 1 and results[1].face_id != results[0].face_id
 
 
+def test_detections_under_min_face_px_are_ignored(model, bag_msgs):
+    tiny = (100.0, 100.0, 110.0, 110.0)  # crop side 13 px < min_face_px 32
+    pipe = pipe_with(model, ScriptedDetector(lambda k, w: [tiny]), track_threshold=0.0)
+    results = run(pipe, bag_msgs)
+    assert results[0].debug.crop[2] >= 32 and pipe.snapshot().get("box_corrections", 0) == 0
+
+
+def test_events_mode_answers_of_a_confirmed_frame_are_hits(model, bag_msgs):
+    det = ScriptedDetector(lambda k, w: [BOX])
+    pipe = pipe_with(model, det, mode="events", rate_hz=100.0, track_threshold=1.0, lost_after=2)
+    results = run(pipe, bag_msgs)
+    assert len({r.face_id for r in results}) == 1 and pipe.snapshot()["lost"] == 0
+
+
+def test_a_detection_centred_on_a_drifted_box_is_the_same_face(model, bag_msgs):
+    # the search finds BOX; then the "face" is found at 0.4x its size, centred on it
+    cx, cy = (BOX[0] + BOX[2]) / 2, (BOX[1] + BOX[3]) / 2
+    inner = (cx - 16.0, cy - 16.0, cx + 16.0, cy + 16.0)
+    det = ScriptedDetector(lambda k, w: [BOX] if k == 0 else [(5.0, 5.0, 60.0, 60.0), inner])
+    pipe = pipe_with(model, det, track_threshold=0.0)
+    results = run(pipe, bag_msgs)
+    assert pipe.snapshot().get("redetections", 0) == 0 and len({r.face_id for r in results}) == 1
+    want = box_from_detection(FaceDetection(inner, 0.9, np.zeros((6, 2))), model.spec.box_scale)
+    assert results[1].debug.crop == pytest.approx((want.cx, want.cy, want.side))
+
+
+def test_auto_falls_back_to_the_grid_when_the_cached_model_is_bad(model):
+    from facealign_ros.face.detector_model import default_detector_path
+
+    path = default_detector_path()  # in the test session's own cache
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * 64)
+    try:
+        said = []
+        assert load_detector(PipelineConfig(), said.append) is None and "grid" in said[0]
+        with pytest.raises(DetectorError):
+            load_detector(PipelineConfig(face_detector="blazeface"))
+    finally:
+        path.unlink()
+
+
 def test_checks_respect_redetect_and_its_interval(model, bag_msgs):
     det = ScriptedDetector(lambda k, w: [BOX])
     pipe = pipe_with(model, det, track_threshold=0.0, redetect=False)
@@ -213,3 +254,13 @@ def test_replay_set_compares_variants_side_by_side(json_command, synth_bag, tmp_
     cmd = [sys.executable, "-m", "training.bench.replay_set", "--bags", str(tmp_path / "nope")]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert res.returncode == 2 and "no such bag" in res.stderr
+
+
+def test_parse_params_keeps_commas_inside_values():
+    from training.bench.replay_set import parse_params
+
+    got = parse_params(["face_detector=grid,homography=[1, 0, 0, 0, 1, 0, 0, 0, 1]", "mode=events"])
+    assert got == {"face_detector": "grid", "homography": [1, 0, 0, 0, 1, 0, 0, 0, 1],
+                   "mode": "events"}  # fmt: skip
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_params(["oops"])

@@ -2,11 +2,10 @@
 
 The node's face search needs a first crop near the face; the landmark network alone, scoring a
 few grid crops, settles on wrong boxes on real faces (docs/MODEL_CARD.md). BlazeFace is a small
-(0.1 M parameters, ~3 ms on one CPU core) SSD face detector trained on real faces; its model ships
-inside the ``mediapipe==0.10.21`` wheel on PyPI (Apache-2.0). :func:`fetch_detector_model` takes
-it from there once (``pip download`` of a pinned wheel, both the wheel's and the model's SHA-256
-checked) into the cache ``$FACEALIGN_CACHE`` (default ``~/.cache/facealign_ros``); no mediapipe
-import and no ``numpy<2`` are involved, OpenCV (>= 4.8, TFLite import) runs the model.
+SSD face detector trained on real faces (0.1 M parameters, one 128x128 pass ~2-3 ms on a 2-core
+CPU); its model ships inside the ``mediapipe==0.10.21`` wheel on PyPI (Apache-2.0), from where
+:func:`~facealign_ros.face.detector_model.fetch_detector_model` takes it once; no mediapipe import
+and no ``numpy<2`` are involved, OpenCV (>= 4.8, TFLite import) runs the model.
 
 Model contract (MediaPipe ``face_detection_short_range``): a 128x128 RGB image in [-1, 1] (the
 frame letterboxed to a square); 896 SSD anchors (16x16 cells x 2 at stride 8, 8x8 cells x 6 at
@@ -18,14 +17,7 @@ non-maximum suppression (IoU > 0.3), as MediaPipe does.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,104 +25,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-MEDIAPIPE_VERSION = "0.10.21"
-WHEEL = f"mediapipe-{MEDIAPIPE_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
-"""The wheel the model is taken from: one fixed file whatever the host (the model inside is
-the same in every wheel of the release), so its SHA-256 can be pinned."""
-WHEEL_SHA256 = "05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3"
-MODEL_MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
-MODEL_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
-MODEL_NAME = "blazeface_short_range.tflite"
-WHEEL_ENV = "FACEALIGN_MEDIAPIPE_WHEEL"
-"""Environment variable that may name an already downloaded :data:`WHEEL` (offline set-up)."""
+from facealign_ros.face.detector_model import (  # noqa: F401 - re-exported
+    DetectorError,
+    default_detector_path,
+    fetch_detector_model,
+)
 
 INPUT_SIZE = 128
 NUM_ANCHORS = 896
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear", "left_ear")
 """BlazeFace keypoints, in output order (the subject's right and left)."""
-
-
-class DetectorError(RuntimeError):
-    """The face-detector model cannot be fetched, read or run."""
-
-
-def cache_dir() -> Path:
-    """The cache directory: ``$FACEALIGN_CACHE`` or ``~/.cache/facealign_ros``."""
-    env = os.environ.get("FACEALIGN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "facealign_ros"
-
-
-def default_detector_path(root: Path | None = None) -> Path:
-    """Where :func:`fetch_detector_model` puts the model (under ``root`` or :func:`cache_dir`)."""
-    base = cache_dir() if root is None else Path(root)
-    return base / f"mediapipe-{MEDIAPIPE_VERSION}" / MODEL_NAME
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _download_wheel(dest: Path) -> Path:
-    pin = f"mediapipe=={MEDIAPIPE_VERSION}"
-    cmd = [
-        sys.executable, "-m", "pip", "download", pin, "--no-deps", "--only-binary=:all:",
-        "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
-        "--implementation", "cp", "--abi", "cp311", "--disable-pip-version-check",
-        "-d", str(dest),
-    ]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DetectorError(f"could not run pip to fetch {pin}: {exc}") from exc
-    path = dest / WHEEL
-    if not path.is_file():
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
-        raise DetectorError(
-            f"`pip download {pin}` ({WHEEL}) failed (no network or no pip?). Download the "
-            f"wheel elsewhere and point {WHEEL_ENV} at it.\n" + tail
-        )
-    return path
-
-
-def fetch_detector_model(root: Path | None = None) -> Path:
-    """Make sure the BlazeFace model is in the cache and return its path.
-
-    Idempotent: returns at once when a file with the pinned SHA-256 is there. Otherwise the
-    wheel is taken from ``$FACEALIGN_MEDIAPIPE_WHEEL`` or downloaded with ``pip download``
-    (~35 MB, once), checked against its SHA-256, and only the model is extracted (atomically).
-
-    Args:
-        root: cache directory; default :func:`cache_dir`.
-
-    Raises:
-        DetectorError: when the wheel cannot be obtained or does not match.
-    """
-    out = default_detector_path(root)
-    if out.is_file() and _sha256(out) == MODEL_SHA256:
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".fetch-") as tmp:
-        tmp_path = Path(tmp)
-        given = os.environ.get(WHEEL_ENV)
-        wheel = Path(given).expanduser() if given else _download_wheel(tmp_path)
-        if not wheel.is_file():
-            raise DetectorError(f"{WHEEL_ENV}={wheel} is not a file")
-        if (digest := _sha256(wheel)) != WHEEL_SHA256:
-            raise DetectorError(f"{wheel}: sha256 {digest} is not the one of {WHEEL}")
-        stage = tmp_path / MODEL_NAME
-        try:
-            with zipfile.ZipFile(wheel) as z, z.open(MODEL_MEMBER) as src, open(stage, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        except (KeyError, zipfile.BadZipFile) as exc:
-            raise DetectorError(f"{wheel}: cannot extract {MODEL_MEMBER}: {exc}") from exc
-        if (digest := _sha256(stage)) != MODEL_SHA256:
-            raise DetectorError(f"{wheel}: {MODEL_MEMBER} has sha256 {digest}, not the pinned one")
-        os.replace(stage, out)
-    return out
 
 
 def ssd_anchors() -> np.ndarray:
@@ -276,11 +180,14 @@ class BlazeFaceDetector:
             )
 
     def _run(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(N, 3, 128, 128)`` inputs -> ``(N, 896)`` logits, ``(N, 896, 16)`` regressors."""
-        self._net.setInput(blob)
+        """One ``(1, 3, 128, 128)`` input -> ``(896,)`` logits, ``(896, 16)`` regressors.
+
+        One image per pass: OpenCV concatenates a batch's heads level by level (all images'
+        stride-8 anchors, then all stride-16 ones), not image by image.
+        """
+        self._net.setInput(np.ascontiguousarray(blob))
         scores, regs = self._net.forward(["classificators", "regressors"])
-        n = blob.shape[0]
-        return scores.reshape(n, NUM_ANCHORS), regs.reshape(n, NUM_ANCHORS, 16)
+        return scores.reshape(NUM_ANCHORS), regs.reshape(NUM_ANCHORS, 16)
 
     def detect(
         self, rgb: np.ndarray, windows: Sequence[tuple[float, float, float]] | None = None
@@ -303,10 +210,9 @@ class BlazeFaceDetector:
         inputs = [letterbox(rgb, w) for w in (windows if windows is not None else [None])]
         if not inputs:
             return []
-        logits, regs = self._run(np.stack([sq.transpose(2, 0, 1) for sq, _, _ in inputs]))
         parts = [
-            candidates(logits[i], regs[i], scale, offset, self.min_score)
-            for i, (_, scale, offset) in enumerate(inputs)
+            candidates(*self._run(sq.transpose(2, 0, 1)[None]), scale, offset, self.min_score)
+            for sq, scale, offset in inputs
         ]
         boxes = np.concatenate([p[0] for p in parts])
         kps = np.concatenate([p[1] for p in parts])
@@ -316,7 +222,7 @@ class BlazeFaceDetector:
 
 def letterbox(
     rgb: np.ndarray, window: tuple[float, float, float] | None = None
-) -> tuple[np.ndarray, float, tuple[float, float]]:
+) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
     """The model's input: a square window of the frame shrunk to 128x128, black outside.
 
     Args:
@@ -325,8 +231,9 @@ def letterbox(
             long side (letterboxing).
 
     Returns:
-        ``(square, scale, (ox, oy))``: ``(128, 128, 3)`` float32 in [-1, 1]; input px per
-        frame px; where the frame's pixel (0, 0) lands, input px.
+        ``(square, (sx, sy), (ox, oy))``: ``(128, 128, 3)`` float32 in [-1, 1]; input px per
+        frame px along x and y (the placed pixels' own, rounding included); where the frame's
+        pixel (0, 0) lands, input px: frame ``(x, y)`` -> input ``(x sx + ox, y sy + oy)``.
 
     Raises:
         ValueError: an empty frame or one that is not ``(H, W)`` / ``(H, W, 3)`` uint8, or a
@@ -357,7 +264,7 @@ def letterbox(
     dx1 = min(INPUT_SIZE, dx0 + max(1, round((ix1 - ix0) * scale)))
     dy1 = min(INPUT_SIZE, dy0 + max(1, round((iy1 - iy0) * scale)))
     if ix1 <= ix0 or iy1 <= iy0 or dx1 <= dx0 or dy1 <= dy0:
-        return square, scale, (-x0 * scale, -y0 * scale)
+        return square, (scale, scale), (-x0 * scale, -y0 * scale)
     sub = img[iy0:iy1, ix0:ix1]
     if sub.ndim == 2:
         sub = np.repeat(sub[:, :, None], 3, axis=2)
@@ -365,16 +272,15 @@ def letterbox(
         np.ascontiguousarray(sub), (dx1 - dx0, dy1 - dy0), interpolation=cv2.INTER_AREA
     )
     square[dy0:dy1, dx0:dx1] = small.astype(np.float32) / 127.5 - 1.0
-    # the placed pixels define the map: frame px p -> input (p - i0) * scale' + d0
+    # the placed pixels define the map: frame px p -> input (p - i0) * s + d0, per axis
     sx, sy = (dx1 - dx0) / (ix1 - ix0), (dy1 - dy0) / (iy1 - iy0)
-    scale = float(np.sqrt(sx * sy))
-    return square, scale, (dx0 - ix0 * sx, dy0 - iy0 * sy)
+    return square, (sx, sy), (dx0 - ix0 * sx, dy0 - iy0 * sy)
 
 
 def candidates(
     logits: np.ndarray,
     regressors: np.ndarray,
-    scale: float,
+    scale: float | tuple[float, float],
     offset: tuple[float, float],
     min_score: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -384,7 +290,7 @@ def candidates(
         logits: ``(896,)`` score logits.
         regressors: ``(896, 16)`` per anchor: box centre offset (x, y) and size (w, h), then
             6 keypoints (x, y) relative to the anchor centre, input px.
-        scale: input px per frame px (:func:`letterbox`).
+        scale: input px per frame px, one or ``(sx, sy)`` (:func:`letterbox`).
         offset: where the frame's pixel (0, 0) lands in the input, px.
         min_score: probability a detection needs.
 
@@ -400,7 +306,8 @@ def candidates(
     o = np.asarray(offset, np.float64)
     boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1) - np.tile(o, 2)
     kps = r[:, 4:].reshape(-1, 6, 2) + anchors[:, None, :] - o
-    return boxes / scale, kps / scale, probs[keep]
+    s = np.broadcast_to(np.asarray(scale, np.float64), (2,))
+    return boxes / np.tile(s, 2), kps / s, probs[keep]
 
 
 def merge(
@@ -419,7 +326,7 @@ def merge(
 def decode(
     logits: np.ndarray,
     regressors: np.ndarray,
-    scale: float,
+    scale: float | tuple[float, float],
     offset: tuple[float, float],
     min_score: float = 0.5,
     iou_threshold: float = 0.3,

@@ -6,11 +6,13 @@ finest stages); while none is, a search runs at most every ``detect_interval_ms`
 from BlazeFace's best box in the RGB frame when a detector is given, else (or when it finds
 nothing) from the best-scored of a few grid crops, refined once on the network's landmarks.
 While tracking with RGB (``redetect``), the detector looks at each new frame: the crop moves to
-the detected face that overlaps the tracked box (and the network starts from the mean shape),
-and the track restarts where no detected face overlaps it.
+the detected face that overlaps the tracked box (the warm start from the last landmarks holds),
+and the track restarts where no detected face overlaps it or lies on it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -50,11 +52,14 @@ REDETECT_IOU = 0.3
 """A tracked box overlapping no detected face by more than this is a wrong lock."""
 
 
-def load_detector(config: PipelineConfig) -> BlazeFaceDetector | None:
+def load_detector(
+    config: PipelineConfig, warn: Callable[[str], object] | None = None
+) -> BlazeFaceDetector | None:
     """The face detector ``config`` asks for; None for the grid search.
 
-    ``auto`` without ``face_detector_model`` gives None when the cache has no model; a named
-    file, or ``blazeface``, must load.
+    ``auto`` without ``face_detector_model`` gives None when the cache has no model, or one
+    that does not load (e.g. OpenCV < 4.8; ``warn`` is told why); a named file, or
+    ``blazeface``, must load.
 
     Raises:
         DetectorError: the detector is required (or named) and cannot be loaded.
@@ -62,11 +67,16 @@ def load_detector(config: PipelineConfig) -> BlazeFaceDetector | None:
     if config.face_detector == "grid":
         return None
     named = config.face_detector_model
-    if config.face_detector == "auto" and not named and not default_detector_path().is_file():
+    fallback = config.face_detector == "auto" and not named
+    if fallback and not default_detector_path().is_file():
         return None
     try:
         return BlazeFaceDetector(named or None, min_score=config.face_detector_threshold)
     except DetectorError as exc:
+        if fallback:
+            if warn is not None:
+                warn(f"face detector not used (grid search only): {exc}")
+            return None
         raise DetectorError(f"face_detector={config.face_detector!r}: {exc}") from exc
 
 
@@ -83,7 +93,8 @@ class FaceStage:
     Args:
         config: pipeline settings.
         model: the network.
-        stats: counters to update (``detect_runs``, ``detections``, ``lost``).
+        stats: counters to update (``detect_runs``, ``detections``, ``lost``,
+            ``detector_runs``, ``box_corrections``, ``redetections``).
         keep_debug: attach the inputs to each result.
         detector: face boxes in RGB frames, or None (grid search only).
     """
@@ -106,6 +117,7 @@ class FaceStage:
         self._last_search: int | None = None
         self._last_check: int | None = None
         self._checked_frame: int | None = None
+        self._confirmed_frame: int | None = None  # RGB stamp whose detection was on the track
         self._rgb_box: tuple[int, Box] | None = None  # (RGB stamp, crop box) of reused features
 
     def reset(self) -> None:
@@ -114,15 +126,19 @@ class FaceStage:
         self._last_search = None
         self._last_check = None
         self._checked_frame = None
+        self._confirmed_frame = None
         self._rgb_box = None
         self.model.forget()
 
     def _detect(
         self, rgb: np.ndarray, windows: list[tuple[float, float, float]] | None = None
-    ) -> list[FaceDetection]:
+    ) -> list[Box]:
+        """Crop boxes of BlazeFace's faces (best first), none under ``min_face_px``."""
         assert self.detector is not None
         self.stats.count("detector_runs")
-        return self.detector.detect(rgb, windows)
+        scale = self.model.spec.box_scale
+        boxes = [box_from_detection(d, scale) for d in self.detector.detect(rgb, windows)]
+        return [b for b in boxes if b.side >= self.config.min_face_px]
 
     def _search(
         self, events: np.ndarray | None, rgb: np.ndarray | None, size: tuple[int, int], t: int
@@ -133,7 +149,7 @@ class FaceStage:
         if rgb is not None and self.detector is not None:
             found = self._detect(rgb)
             if found:  # the detection frames the face as training crops do: no refinement
-                box = box_from_detection(found[0], scale)
+                box = found[0]
                 out = self.model.align([box], events, rgb, size, t)
                 return out.points[0], out.confidence[0], box
         act = activity_map(events, rgb, size[0], size[1])
@@ -158,10 +174,11 @@ class FaceStage:
         Returns None (no check, or no face found: keep the box), ``(False, b)``: crop this
         frame at ``b``, the detection that overlaps the tracked box most (landmark boxes drift
         in scale on real faces; a detection's box does not), or ``(True, b)``: faces were found
-        and none overlaps the tracked box by more than :data:`REDETECT_IOU` (a wrong lock):
-        restart at the best one. A small tracked face is looked for in a window around it
-        (:data:`SMALL_FACE`) first, then, if none is there, in the whole frame. A frame whose
-        detection overlaps the track counts as a hit whatever the network's confidence.
+        and none overlaps the tracked box by more than :data:`REDETECT_IOU` nor is centred in it
+        (a wrong lock): restart at the best one. A small tracked face is looked for in a window
+        around it (:data:`SMALL_FACE`) first, then, if none is there, in the whole frame. A
+        frame whose detection is on the track counts as a hit whatever the network's
+        confidence, for every answer that uses the frame (events mode answers a frame often).
         """
         c = self.config
         if self.detector is None or rgb is None or not c.redetect:
@@ -177,16 +194,21 @@ class FaceStage:
         if box.side / (DETECTION_EXTENT * scale) < SMALL_FACE * max(rgb.shape[:2]):
             side = CHECK_WINDOW * box.side  # a small face: look around it, at a size it is found
             windows = [(box.cx - side / 2, box.cy - side / 2, side)]
-        found = [box_from_detection(d, scale) for d in self._detect(rgb, windows)]
+        found = self._detect(rgb, windows)
         if not found and windows is not None:  # nothing near it: is it a face at all?
-            found = [box_from_detection(d, scale) for d in self._detect(rgb)]
+            found = self._detect(rgb)
         if not found:
             return None
         overlap = [box.iou(f) for f in found]
         k = int(np.argmax(overlap))
         if overlap[k] <= REDETECT_IOU:
-            self.stats.count("redetections")
-            return True, found[0]
+            # a face centred in the tracked box is this face, its box drifted in scale
+            on = [f for f in found if abs(f.cx - box.cx) < box.side / 2 > abs(f.cy - box.cy)]
+            if not on:
+                self.stats.count("redetections")
+                return True, found[0]
+            k = found.index(on[0])
+        self._confirmed_frame = rgb_stamp
         return False, found[k]
 
     def answer(
@@ -244,7 +266,8 @@ class FaceStage:
             box = self._reuse_box(key, box)
             out = self.model.align([box], events, rgb, size, t, init, stages, rgb_key=key)
             pts, conf = out.points[0], out.confidence[0]
-            hit = snapped or float(np.mean(conf)) >= c.track_threshold  # BlazeFace saw it
+            seen = snapped or (rgb_stamp is not None and rgb_stamp == self._confirmed_frame)
+            hit = seen or float(np.mean(conf)) >= c.track_threshold  # BlazeFace saw it
             if not tr.update(pts, conf, t, hit):
                 self.stats.count("lost")
                 self._last_search = None

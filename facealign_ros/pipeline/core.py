@@ -77,7 +77,7 @@ class Pipeline:
             c.sensor_width,
             c.sensor_height,
         )
-        detector = load_detector(config)
+        detector = load_detector(config, lambda m: self.log.warn("detector_load", m))
         if detector is None and config.face_detector == "auto":
             self.log.warn(
                 "detector",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -31,7 +32,8 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for item in items:
-        for part in item.split(","):
+        # commas inside values (homography=[1, 0, ...]) do not separate parameters
+        for part in re.split(r",(?=\s*[A-Za-z_]\w*=)", item):
             key, sep, value = part.partition("=")
             if not sep or not key.strip():
                 raise ValueError(f"{part!r}: expected KEY=VALUE")
@@ -70,9 +72,9 @@ def run(
     configs = [PipelineConfig.from_dict({"device": "cpu", **base, **v}) for v in variants]
     rows: list[list[dict[str, Any]]] = [[] for _ in variants]
     with tempfile.TemporaryDirectory() as tmp:
-        for bag in bags:
+        for i, bag in enumerate(bags):
             for k, cfg in enumerate(configs):
-                s = replay(bag, Path(tmp) / f"{bag.name}-{k}", cfg, progress=False)
+                s = replay(bag, Path(tmp) / f"{i}-{k}", cfg, progress=False)
                 m = s["metrics"] or {}
                 rows[k].append({
                     "bag": bag.name,
