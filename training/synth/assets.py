@@ -30,8 +30,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -39,6 +37,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from facealign_ros.pip_fetch import pip_download
 
 MENPO3D_VERSION = "0.8.6"
 MENPO3D_SDIST_SHA256 = "96ad2c8b55b74e026cdc190cf6b1564ad7c8e6c53976cf897d6a1bf4940f084a"
@@ -142,24 +142,10 @@ MENPO3D_FILES = SdistFiles("menpo3d", MENPO3D_VERSION, MENPO3D_SDIST_SHA256, "me
 
 
 def _download_sdist(spec: SdistFiles, dest: Path) -> Path:
-    pin = f"{spec.package}=={spec.version}"
-    cmd = [
-        sys.executable, "-m", "pip", "download", pin, "--no-deps",
-        "--no-binary", ":all:", "--no-build-isolation", "--disable-pip-version-check",
-        "-d", str(dest),
-    ]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AssetError(f"could not run pip to fetch {pin}: {exc}") from exc
-    found = sorted(dest.glob(f"{spec.package}-{spec.version}.tar.gz"))
-    if not found:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
-        raise AssetError(
-            f"`pip download {pin}` failed (no network or no pip?). "
-            f"Download the sdist elsewhere and point {spec.env_var} at it.\n" + tail
-        )
-    return found[0]
+    options = ["--no-binary", ":all:", "--no-build-isolation"]
+    return pip_download(f"{spec.package}=={spec.version}", options, dest,
+                        f"{spec.package}-{spec.version}.tar.gz", spec.env_var, AssetError,
+                        timeout_s=600.0)  # fmt: skip
 
 
 def fetch_sdist_files(spec: SdistFiles, root: Path | None = None) -> Path:
