@@ -74,9 +74,15 @@ ensure_venv() {
     "${pipq[@]}" -e ".[train,bench,synth,dev]"
     echo "$want" >"$stamp"
   fi
-  # BlazeFace, the node's face detector (from the mediapipe wheel on PyPI, once; ~35 MB)
-  "$VENV/bin/facealign" fetch-detector >/dev/null \
-    || log "no BlazeFace model (see above): the face search falls back to grid candidates"
+  # BlazeFace, the node's face detector (from the mediapipe wheel on PyPI; ~35 MB): tried once per
+  # environment, so an offline machine does not wait on every call (`./run.sh facealign
+  # fetch-detector` tries again)
+  local tried="$VENV/.facealign-detector-tried"
+  if [ ! -f "$tried" ]; then
+    "$VENV/bin/facealign" fetch-detector >/dev/null \
+      || log "no BlazeFace model (see above): the face search falls back to grid candidates"
+    touch "$tried"
+  fi
 }
 
 cmd="${1:-demo}"

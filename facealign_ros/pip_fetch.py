@@ -36,7 +36,8 @@ def pip_download(
         error: pip cannot run, or wrote no such file (the message ends with pip's last lines).
     """
     cmd = [sys.executable, "-m", "pip", "download", pin, "--no-deps", *options,
-           "--disable-pip-version-check", "-d", str(dest)]  # fmt: skip
+           "--disable-pip-version-check", "--retries", "2", "--timeout", "30",
+           "-d", str(dest)]  # fmt: skip
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
