@@ -13,6 +13,7 @@ and the track restarts where no detected face overlaps it or lies on it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -78,6 +79,18 @@ def load_detector(
                 warn(f"face detector not used (grid search only): {exc}")
             return None
         raise DetectorError(f"face_detector={config.face_detector!r}: {exc}") from exc
+
+
+class BoxCheck(NamedTuple):
+    """BlazeFace's word on a tracked box.
+
+    Attributes:
+        box: crop this frame here.
+        restart: the track was a wrong lock: start a new one at ``box``.
+    """
+
+    box: Box
+    restart: bool
 
 
 def box_from_detection(det: FaceDetection, box_scale: float) -> Box:
@@ -168,17 +181,18 @@ class FaceStage:
 
     def _check_box(
         self, box: Box, rgb: np.ndarray | None, t: int, rgb_stamp: int | None
-    ) -> tuple[bool, Box] | None:
+    ) -> BoxCheck | None:
         """BlazeFace's view of the tracked ``box`` (new RGB frames, ``redetect_interval_ms``).
 
-        Returns None (no check, or no face found: keep the box), ``(False, b)``: crop this
-        frame at ``b``, the detection that overlaps the tracked box most (landmark boxes drift
-        in scale on real faces; a detection's box does not), or ``(True, b)``: faces were found
-        and none overlaps the tracked box by more than :data:`REDETECT_IOU` nor is centred in it
-        (a wrong lock): restart at the best one. A small tracked face is looked for in a window
-        around it (:data:`SMALL_FACE`) first, then, if none is there, in the whole frame. A
-        frame whose detection is on the track counts as a hit whatever the network's
-        confidence, for every answer that uses the frame (events mode answers a frame often).
+        Returns None (no check, or no face found: keep the box), a :class:`BoxCheck` to crop
+        this frame at the detection that overlaps the tracked box most (landmark boxes drift
+        in scale on real faces; a detection's box does not), or one with ``restart``: faces
+        were found and none overlaps the tracked box by more than :data:`REDETECT_IOU` nor is
+        centred in it (a wrong lock): restart at the best one. A small tracked face is looked
+        for in a window around it (:data:`SMALL_FACE`) first, then, if none is there, in the
+        whole frame. A frame whose detection is on the track counts as a hit whatever the
+        network's confidence, for every answer that uses the frame (events mode answers a frame
+        often).
         """
         c = self.config
         if self.detector is None or rgb is None or not c.redetect:
@@ -206,10 +220,10 @@ class FaceStage:
             on = [f for f in found if abs(f.cx - box.cx) < box.side / 2 > abs(f.cy - box.cy)]
             if not on:
                 self.stats.count("redetections")
-                return True, found[0]
+                return BoxCheck(found[0], restart=True)
             k = found.index(on[0])
         self._confirmed_frame = rgb_stamp
-        return False, found[k]
+        return BoxCheck(found[k], restart=False)
 
     def answer(
         self,
@@ -243,10 +257,10 @@ class FaceStage:
             if box is not None and tr.track is not None
             else None
         )
-        if check is not None and check[0]:  # a wrong lock: a new face where BlazeFace sees one
+        if check is not None and check.restart:  # a wrong lock: a new face where BlazeFace sees one
             tr.drop()
             self._rgb_box = None
-            box = check[1]
+            box = check.box
             out = self.model.align([box], events, rgb, size, t)
             pts, conf = out.points[0], out.confidence[0]
             tr.start(pts, conf, t)
@@ -254,8 +268,8 @@ class FaceStage:
             self.stats.count("detections")
         elif box is not None and tr.track is not None:
             snapped = check is not None
-            if snapped:
-                box = check[1]  # type: ignore[index]
+            if check is not None:
+                box = check.box
                 self.stats.count("box_corrections")
             anchor = tr.track.frames % c.warm_anchor_every == 0
             # the warm start holds on a crop moved to the detection (measured: same NME)
