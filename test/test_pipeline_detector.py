@@ -148,6 +148,19 @@ def test_auto_falls_back_to_the_grid_when_the_cached_model_is_bad(model):
         path.unlink()
 
 
+def test_a_frame_after_an_agreeing_look_is_skipped(model):
+    pipe = pipe_with(model, ScriptedDetector(lambda k, w: [BOX]))
+    face = pipe.face
+    same = box_from_detection(FaceDetection(BOX, 0.9, np.zeros((6, 2))), model.spec.box_scale)
+    rgb = np.zeros((260, 346, 3), np.uint8)
+    looks = [face._check_box(same, rgb, k * 33_000_000, k) for k in range(5)]
+    assert [x is not None for x in looks] == [True, False, True, False, True]
+    moved = same.scaled(1.3)  # IoU 0.59: the next frame is looked at
+    looks = [face._check_box(moved, rgb, k * 33_000_000, k) for k in range(10, 14)]
+    assert looks[0] is None  # skipped after the agreeing look of frame 4
+    assert all(x is not None and not x.restart for x in looks[1:])
+
+
 def test_checks_respect_redetect_and_its_interval(model, bag_msgs):
     det = ScriptedDetector(lambda k, w: [BOX])
     pipe = pipe_with(model, det, track_threshold=0.0, redetect=False)

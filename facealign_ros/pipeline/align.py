@@ -49,6 +49,9 @@ SMALL_FACE = 0.2
 the tracked box (BlazeFace short range misses faces under ~15 % of its input)."""
 CHECK_WINDOW = 2.5
 """Side of that window per tracked box side (the face then spans ~30 % of it)."""
+AGREE_IOU = 0.85
+"""When the tracked box and the detection overlap this much, the next frame is not looked at
+(on the 30 replay bags: 27 % fewer detector passes, real-photo NME 0.210 against 0.206)."""
 REDETECT_IOU = 0.3
 """A tracked box overlapping no detected face by more than this is a wrong lock."""
 
@@ -131,6 +134,7 @@ class FaceStage:
         self._last_check: int | None = None
         self._checked_frame: int | None = None
         self._confirmed_frame: int | None = None  # RGB stamp whose detection was on the track
+        self._skip_frame = False  # the next new frame is not looked at
         self._rgb_box: tuple[int, Box] | None = None  # (RGB stamp, crop box) of reused features
 
     def reset(self) -> None:
@@ -140,6 +144,7 @@ class FaceStage:
         self._last_check = None
         self._checked_frame = None
         self._confirmed_frame = None
+        self._skip_frame = False
         self._rgb_box = None
         self.model.forget()
 
@@ -192,7 +197,8 @@ class FaceStage:
         for in a window around it (:data:`SMALL_FACE`) first, then, if none is there, in the
         whole frame. A frame whose detection is on the track counts as a hit whatever the
         network's confidence, for every answer that uses the frame (events mode answers a frame
-        often).
+        often). After a look where the tracked box and the detection agree (IoU >=
+        :data:`AGREE_IOU`) the next new frame is skipped.
         """
         c = self.config
         if self.detector is None or rgb is None or not c.redetect:
@@ -202,7 +208,11 @@ class FaceStage:
         last = self._last_check
         if last is not None and 0 <= t - last < c.redetect_interval_ms * _MS:
             return None
-        self._last_check, self._checked_frame = t, rgb_stamp
+        self._checked_frame = rgb_stamp
+        if self._skip_frame:  # the last look agreed with the tracker
+            self._skip_frame = False
+            return None
+        self._last_check = t
         scale = self.model.spec.box_scale
         windows = None
         if box.side / (DETECTION_EXTENT * scale) < SMALL_FACE * max(rgb.shape[:2]):
@@ -223,6 +233,7 @@ class FaceStage:
                 return BoxCheck(found[0], restart=True)
             k = found.index(on[0])
         self._confirmed_frame = rgb_stamp
+        self._skip_frame = overlap[k] >= AGREE_IOU
         return BoxCheck(found[k], restart=False)
 
     def answer(
