@@ -51,7 +51,8 @@ class PipelineConfig:
         face_detector_threshold: BlazeFace probability a face box needs.
         redetect: while a face is tracked, BlazeFace (when in use) looks at each new RGB frame:
             the crop moves to the detected face on the tracked box (such a frame counts as a
-            hit), and the track restarts at the best face where none is on it (a wrong lock).
+            hit), and the track restarts at the best face where none is on it (a wrong lock);
+            after a look where they agree closely the next frame is skipped.
         redetect_interval_ms: at most one such check this often (input time); 0 = every frame.
         detect_threshold: score (mean confidence x box plausibility) a detection needs.
         track_threshold: mean confidence under which a tracked frame counts as a miss.
