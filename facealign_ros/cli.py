@@ -108,7 +108,7 @@ def _bench(args: argparse.Namespace) -> int:
         result = run_events_bench(n_events=args.events, repeats=args.repeats, seed=args.seed)
     elif args.bench_target == "pipeline":
         from training.bench.pipeline import run_pipeline_bench
-        from training.bench.replay_set import parse_params
+        from training.replay import parse_params
 
         try:
             params = parse_params(args.param)

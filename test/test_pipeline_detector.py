@@ -255,7 +255,7 @@ def test_replay_set_compares_variants_side_by_side(json_command, synth_bag, tmp_
 
 
 def test_parse_params_keeps_commas_inside_values():
-    from training.bench.replay_set import parse_params
+    from training.replay import parse_params
 
     got = parse_params(["face_detector=grid,homography=[1, 0, 0, 0, 1, 0, 0, 0, 1]", "mode=events"])
     assert got == {"face_detector": "grid", "homography": [1, 0, 0, 0, 1, 0, 0, 0, 1],

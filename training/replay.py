@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -263,15 +264,29 @@ def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _config(args: argparse.Namespace) -> PipelineConfig:
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """Node parameters given as ``--param`` items -> dict (``replay``, ``bench``).
+
+    Each item is ``KEY=VALUE`` or several joined by commas (``a=1,b=2``); values are parsed as
+    YAML (``false``, ``3``, ``[1, 0, ...]``: commas inside a value do not separate parameters).
+
+    Raises:
+        ValueError: an item without ``KEY=``.
+    """
     import yaml
 
-    extra: dict[str, Any] = {}
-    for item in getattr(args, "param", []):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--param {item!r}: expected KEY=VALUE")
-        extra[key.strip()] = yaml.safe_load(value)
+    out: dict[str, Any] = {}
+    for item in items:
+        for part in re.split(r",(?=\s*[A-Za-z_]\w*=)", item):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--param {part!r}: expected KEY=VALUE")
+            out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    extra = parse_params(getattr(args, "param", []))
     for k in ("detect_threshold", "track_threshold"):
         if getattr(args, k, None) is not None:
             extra[k] = getattr(args, k)

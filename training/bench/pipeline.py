@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seconds <= 0 or args.event_rate < 0:
         sys.stderr.write("bench pipeline: --seconds > 0 and --event-rate >= 0 please\n")
         return 2
-    from training.bench.replay_set import parse_params
+    from training.replay import parse_params
 
     result = run_pipeline_bench(args.seconds, args.event_rate, args.model, args.device,
                                 args.scenario, args.bag, seed=args.seed,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -24,21 +23,6 @@ from typing import Any
 import numpy as np
 
 COUNTERS = ("detect_runs", "detections", "detector_runs", "box_corrections", "redetections")
-
-
-def parse_params(items: Sequence[str]) -> dict[str, Any]:
-    """``["k=v", ...]`` (values YAML-parsed, as ``facealign replay --param``) -> dict."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        # commas inside values (homography=[1, 0, ...]) do not separate parameters
-        for part in re.split(r",(?=\s*[A-Za-z_]\w*=)", item):
-            key, sep, value = part.partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"{part!r}: expected KEY=VALUE")
-            out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def _summary(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -117,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from facealign_ros.bag import BagError
     from facealign_ros.face.detector import DetectorError
     from facealign_ros.pipeline import ModelLoadError
+    from training.replay import parse_params
 
     try:
         variants = [parse_params([v]) for v in args.variant] or [{}]
