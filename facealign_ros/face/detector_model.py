@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from facealign_ros.pip_fetch import pip_download
+from facealign_ros.pip_fetch import cache_dir, pip_download
 
 MEDIAPIPE_VERSION = "0.10.21"
 WHEEL = f"mediapipe-{MEDIAPIPE_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -31,12 +31,6 @@ WHEEL_ENV = "FACEALIGN_MEDIAPIPE_WHEEL"
 
 class DetectorError(RuntimeError):
     """The face-detector model cannot be fetched, read or run."""
-
-
-def cache_dir() -> Path:
-    """The cache directory: ``$FACEALIGN_CACHE`` or ``~/.cache/facealign_ros``."""
-    env = os.environ.get("FACEALIGN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "facealign_ros"
 
 
 def default_detector_path(root: Path | None = None) -> Path:

@@ -27,6 +27,7 @@ from facealign_ros.bag import BagReader
 from facealign_ros.events import Decoder, concat_events
 from facealign_ros.events.clock import SensorClock
 from facealign_ros.messages import image_from_msg, landmarks_from_msg, pose_from_msg, stamp_ns
+from facealign_ros.pip_fetch import cache_dir
 
 _TOPICS = (
     topics.EVENTS,
@@ -93,8 +94,7 @@ _ARRAYS += ("pose_stamps", "pose_rot", "pose_t", "hf_stamps", "hf_points", "hf_v
 
 
 def _cache_root() -> Path:
-    root = os.environ.get("FACEALIGN_CACHE") or Path.home() / ".cache" / "facealign_ros"
-    return Path(root) / "bag_arrays"
+    return cache_dir() / "bag_arrays"
 
 
 def _cache_key(path: Path) -> str:

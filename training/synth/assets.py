@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facealign_ros.pip_fetch import pip_download
+from facealign_ros.pip_fetch import cache_dir, pip_download
 
 MENPO3D_VERSION = "0.8.6"
 MENPO3D_SDIST_SHA256 = "96ad2c8b55b74e026cdc190cf6b1564ad7c8e6c53976cf897d6a1bf4940f084a"
@@ -104,12 +104,6 @@ class HeadMesh:
     texture: np.ndarray | None
     landmarks: np.ndarray
     landmark_vertex: np.ndarray
-
-
-def cache_dir() -> Path:
-    """Return the cache directory (``$FACEALIGN_CACHE`` or ``~/.cache/facealign_ros``)."""
-    env = os.environ.get("FACEALIGN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "facealign_ros"
 
 
 @dataclass(frozen=True)
