@@ -144,6 +144,10 @@ def test_auto_falls_back_to_the_grid_when_the_cached_model_is_bad(model):
         assert load_detector(PipelineConfig(), said.append) is None and "grid" in said[0]
         with pytest.raises(DetectorError):
             load_detector(PipelineConfig(face_detector="blazeface"))
+        lines = []
+        pipe = Pipeline(PipelineConfig(device="cpu"), model, logger=lines.append)
+        assert pipe.snapshot()["face_detector"] == "grid"
+        assert len(lines) == 1 and "not a TFLite model" in lines[0]  # why, said once
     finally:
         path.unlink()
 

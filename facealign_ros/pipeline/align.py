@@ -62,7 +62,7 @@ def load_detector(
     """The face detector ``config`` asks for; None for the grid search.
 
     ``auto`` without ``face_detector_model`` gives None when the cache has no model, or one
-    that does not load (e.g. OpenCV < 4.8; ``warn`` is told why); a named file, or
+    that does not load (e.g. OpenCV < 4.8); ``warn`` is told why. A named file, or
     ``blazeface``, must load.
 
     Raises:
@@ -72,14 +72,16 @@ def load_detector(
         return None
     named = config.face_detector_model
     fallback = config.face_detector == "auto" and not named
-    if fallback and not default_detector_path().is_file():
-        return None
     try:
+        if fallback and not default_detector_path().is_file():
+            raise DetectorError(
+                "its model is not in the cache (`facealign fetch-detector` fetches it)"
+            )
         return BlazeFaceDetector(named or None, min_score=config.face_detector_threshold)
     except DetectorError as exc:
         if fallback:
             if warn is not None:
-                warn(f"face detector not used (grid search only): {exc}")
+                warn(f"face search without BlazeFace, grid candidates only: {exc}")
             return None
         raise DetectorError(f"face_detector={config.face_detector!r}: {exc}") from exc
 

@@ -77,13 +77,7 @@ class Pipeline:
             c.sensor_width,
             c.sensor_height,
         )
-        detector = load_detector(config, lambda m: self.log.warn("detector_load", m))
-        if detector is None and config.face_detector == "auto":
-            self.log.warn(
-                "detector",
-                "face search without BlazeFace (its model is not in the cache; "
-                "`facealign fetch-detector` fetches it): grid candidates only",
-            )
+        detector = load_detector(config, lambda m: self.log.warn("detector", m))
         self.face = FaceStage(config, model, self.stats, keep_debug, detector)
         self._slot = threading.Lock()  # inputs (held briefly)
         self._work = threading.Lock()  # the worker (non-blocking)
