@@ -17,8 +17,9 @@ from facealign_ros.face.detector import (
     NUM_ANCHORS,
     BlazeFaceDetector,
     DetectorError,
-    decode,
+    candidates,
     letterbox,
+    merge,
     ssd_anchors,
     weighted_nms,
 )
@@ -45,6 +46,11 @@ def test_weighted_nms_merges_overlaps_known_answer() -> None:
     np.testing.assert_allclose(out[0][0], [0.6, 0, 10.6, 10])  # (0.6*0 + 0.9*1) / 1.5
     np.testing.assert_allclose(out[0][1], np.full((6, 2), 1.8))
     np.testing.assert_allclose(out[1][0], boxes[2])
+
+
+def decode(logits, regs, scale, offset, min_score: float = 0.5) -> list:
+    """What ``detect`` does with one input's outputs."""
+    return merge(*candidates(logits, regs, scale, offset, min_score))
 
 
 def _encode(anchor: int, box: tuple, kps: np.ndarray, scale: float, offset: tuple) -> tuple:

@@ -321,16 +321,3 @@ def merge(
         x0, y0, x1, y1 = (float(v) for v in box)
         out.append(FaceDetection((x0, y0, x1, y1), score, kp))
     return out
-
-
-def decode(
-    logits: np.ndarray,
-    regressors: np.ndarray,
-    scale: float | tuple[float, float],
-    offset: tuple[float, float],
-    min_score: float = 0.5,
-    iou_threshold: float = 0.3,
-) -> list[FaceDetection]:
-    """One input's outputs -> merged detections in frame pixels (candidates, then merge)."""
-    boxes, kps, probs = candidates(logits, regressors, scale, offset, min_score)
-    return merge(boxes, kps, probs, iou_threshold)
