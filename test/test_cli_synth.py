@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from facealign_ros.bag import BagReader
 
 CLI = [sys.executable, "-m", "facealign_ros.cli"]
@@ -45,3 +47,18 @@ def test_bench_synth_json() -> None:
     assert len(result["runs"]) == 2  # slow and fast motion
     assert all(r["realtime_factor"] > 0 and r["frames"] == 9 for r in result["runs"])
     assert result["dataset"]["samples_per_s"] > 0 and result["dataset"]["samples"] >= 15
+
+
+def test_make_set_plan_names_seeds_and_balances_each_split() -> None:
+    from training.synth.make_set import plan
+
+    names = [n for n, *_ in plan("train", 3, first=36)]
+    assert names == ["train_1036_low_fast", "train_1037_dark_fast", "train_1038_normal_slow"]
+    assert plan("test", 2) == [("test_950000_dark_slow", 950_000, "dark", "slow"),
+                               ("test_950001_normal_fast", 950_001, "normal", "fast")]  # fmt: skip
+    # --first continues a set: its bags are exactly the tail of the longer plan
+    assert plan("val", 4, first=2) == plan("val", 6)[2:]
+    conditions = {(light, motion) for *_, light, motion in plan("train", 6, first=7)}
+    assert len(conditions) == 6  # six consecutive seeds cover every light x motion
+    with pytest.raises(ValueError, match="first"):
+        plan("train", 1, first=-1)

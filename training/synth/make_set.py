@@ -3,7 +3,9 @@
 Seeds decide everything: bag ``k`` of a split uses seed ``base + k``, light level
 ``LIGHTS[seed % 3]`` and motion ``MOTIONS[(seed // 3) % 2]``, so every split is balanced over
 light and motion. Held-out seeds (validation, test) never overlap the training seeds. Bags
-that already exist are kept (the command resumes an interrupted run).
+that already exist are kept (the command resumes an interrupted run). ``--first K`` starts
+every split at bag ``K``: more bags of new seeds beside an existing set, or one share of a
+set split between parallel runs.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ SPLIT_SEEDS = {"train": 1000, "val": 900_000, "test": 950_000}
 """First seed of each split."""
 
 
-def plan(split: str, count: int) -> list[tuple[str, int, str, str]]:
-    """``(name, seed, light, motion)`` of the bags of a split."""
+def plan(split: str, count: int, first: int = 0) -> list[tuple[str, int, str, str]]:
+    """``(name, seed, light, motion)`` of bags ``first .. first + count - 1`` of a split."""
+    if count < 0 or first < 0:
+        raise ValueError(f"count and first must be >= 0, got {count}, {first}")
     lights = list(LIGHT_LEVELS)
     out = []
-    for k in range(count):
+    for k in range(first, first + count):
         seed = SPLIT_SEEDS[split] + k
         light, motion = lights[seed % 3], MOTIONS[(seed // 3) % 2]
         out.append((f"{split}_{seed}_{light}_{motion}", seed, light, motion))
@@ -37,16 +41,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train", type=int, default=30, help="training bags")
     p.add_argument("--val", type=int, default=6, help="validation bags")
     p.add_argument("--test", type=int, default=0, help="test bags")
+    p.add_argument("--first", type=int, default=0, help="index of the first bag of each split")
     p.add_argument("--seconds", type=float, default=6.0, help="seconds per bag")
     p.add_argument("--workers", type=int, default=1, help="render workers per bag")
     args = p.parse_args(argv)
+    if args.first < 0 or min(args.train, args.val, args.test) < 0:
+        p.error("--first and the bag counts must be >= 0")
 
     from training.synth.bagout import write_synth_bag
     from training.synth.scene import SceneConfig
 
     args.out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "val", "test"):
-        for name, seed, light, motion in plan(split, getattr(args, split)):
+        for name, seed, light, motion in plan(split, getattr(args, split), args.first):
             path = args.out / name
             if path.exists():
                 continue
