@@ -13,7 +13,15 @@ import pytest
 from facealign_ros.face.landmarks import IBUG68
 from facealign_ros.model.checkpoint import save_checkpoint
 from facealign_ros.model.config import lite_config
-from training.evaluate import MODES, add_eval_parser, crop_to_sensor, evaluate, run_eval
+from training.evaluate import (
+    MODES,
+    add_eval_parser,
+    crop_to_sensor,
+    evaluate,
+    predict,
+    run_eval,
+    spread_indices,
+)
 from training.trainer import build
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -119,3 +127,19 @@ def test_evaluate_uses_pose_fn_and_crop_to_sensor() -> None:
     A = np.array([[[2.0, 0.0, 10.0], [0.0, 2.0, -4.0]]])
     pts = crop_to_sensor(np.array([[[0.5, 0.25]]]), A, 64)
     np.testing.assert_allclose(pts, [[[(31.5 - 10) / 2, (15.5 + 4) / 2]]])
+
+
+def test_limit_spreads_samples_over_the_dataset() -> None:
+    np.testing.assert_array_equal(spread_indices(10, 4), [0, 2, 5, 7])
+    np.testing.assert_array_equal(spread_indices(5, 0), np.arange(5))
+    np.testing.assert_array_equal(spread_indices(3, 8), np.arange(3))
+    for n, k in [(7, 7), (100, 33), (1080, 256)]:
+        idx = spread_indices(n, k)
+        assert len(idx) == k and (np.diff(idx) > 0).all() and idx[-1] >= n - n // k - 1
+    with pytest.raises(ValueError, match="limit"):
+        spread_indices(4, -1)
+    ds = build.make_dataset({"kind": "toy", "size": 64, "eval_samples": 12}, "val", 0)
+    model = build.build_model(lite_config(input_size=64, num_points=68, backbone_width=8), None, 0)
+    pred = predict(model, ds, ("fused",), batch_size=4, limit=3)
+    np.testing.assert_array_equal(pred.indices, [0, 4, 8])
+    np.testing.assert_allclose(pred.gt, np.stack([ds[i]["landmarks"] for i in (0, 4, 8)]))

@@ -56,6 +56,7 @@ __all__ = [
     "predict",
     "run_eval",
     "sample_intrinsics",
+    "spread_indices",
     "write_outputs",
 ]
 
@@ -77,6 +78,7 @@ class Predictions:
         motion: (M,) motion 0/1.
         A: (M, 2, 3) sensor->crop affines.
         size: Crop side S in pixels.
+        indices: (M,) dataset index of each row.
     """
 
     landmarks: dict[str, np.ndarray]
@@ -86,6 +88,7 @@ class Predictions:
     motion: np.ndarray
     A: np.ndarray
     size: int
+    indices: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,8 @@ def predict(
         modes: Subset of :data:`MODES`.
         batch_size: Batch size.
         device: Where to run.
-        limit: Use only the first ``limit`` samples (0 = all).
+        limit: Use ``limit`` samples spread evenly over the dataset (0 = all); see
+            :func:`spread_indices`.
         num_workers: DataLoader workers.
     """
     import torch
@@ -142,7 +146,8 @@ def predict(
 
     dev = torch.device(device)
     n = len(dataset)  # type: ignore[arg-type]
-    ds = Subset(dataset, range(min(n, limit))) if limit else dataset
+    indices = spread_indices(n, limit)
+    ds = Subset(dataset, indices.tolist()) if len(indices) < n else dataset
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     was_training, grad_before = model.training, torch.is_grad_enabled()
     model.eval()
@@ -177,7 +182,21 @@ def predict(
         motion=cat["motion"].astype(np.int64),
         A=cat["A"].astype(np.float64).reshape(-1, 2, 3),
         size=size,
+        indices=indices,
     )
+
+
+def spread_indices(n: int, limit: int) -> np.ndarray:
+    """(min(n, limit),) increasing indices spread evenly over ``range(n)`` (all when 0).
+
+    Bag datasets are ordered by recording, so the first ``limit`` samples would be one or two
+    recordings of one condition; ``floor(k * n / limit)`` takes every condition in proportion.
+    """
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    if limit == 0 or limit >= n:
+        return np.arange(n, dtype=np.int64)
+    return (np.arange(limit, dtype=np.int64) * n) // limit
 
 
 def _mode_metrics(
@@ -212,7 +231,7 @@ def evaluate(
         threshold: Failure / AUC threshold (0.10).
         batch_size: Batch size.
         device: Where to run.
-        limit: Use only the first ``limit`` samples (0 = all).
+        limit: Use ``limit`` samples spread evenly over the dataset (0 = all).
         pose_fn: Head pose from landmarks (see the module docstring); None = auto.
     """
     pred = predict(model, dataset, modes, batch_size=batch_size, device=device, limit=limit)
@@ -223,7 +242,7 @@ def evaluate(
         pose_fn = getattr(dataset, "pose_fn", None) or facealign_pose_fn()
     poses = {m: None for m in modes}
     if has_pose and pose_fn is not None:
-        K = sample_intrinsics(dataset, len(pred.gt))
+        K = sample_intrinsics(dataset, pred.indices)
         poses = {
             m: pose_fn(crop_to_sensor(pred.landmarks[m], pred.A, pred.size), scheme, K)
             for m in modes
@@ -247,7 +266,7 @@ def evaluate(
             ratios[f"{m}_{level}_over_normal"] = nme / base if ok else float("nan")
     pct = int(round(threshold * 100))
     head = by_mode[modes[0]]
-    recordings = recording_names(dataset, len(pred.gt))
+    recordings = recording_names(dataset, pred.indices)
     report = {
         "num_samples": int(len(pred.gt)),
         "norm": norm,
@@ -273,17 +292,17 @@ def evaluate(
     return EvalResult(report=clean, nmes=nmes, predictions=pred)
 
 
-def recording_names(dataset: Any, count: int) -> np.ndarray | None:
-    """(count,) name of the recording of each of the first ``count`` samples.
+def recording_names(dataset: Any, samples: Sequence[int]) -> np.ndarray | None:
+    """(M,) name of the recording of each of ``samples`` (dataset indices).
 
     None when the dataset does not say (only bag datasets keep an index of
     ``(bag, kind, row)``).
     """
     index, bags = getattr(dataset, "index", None), getattr(dataset, "bags", None)
-    if index is None or bags is None or len(index) < count:
+    if index is None or bags is None:
         return None
     try:
-        return np.array([str(bags[b].name) for b, _, _ in index[:count]])
+        return np.array([str(bags[index[int(i)][0]].name) for i in samples])
     except (AttributeError, TypeError, ValueError, IndexError):
         return None
 
@@ -353,7 +372,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--modes", default=",".join(MODES), help="comma list of fused,event,rgb")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--limit", type=int, default=0, help="first N samples only (0 = all)")
+    p.add_argument(
+        "--limit", type=int, default=0, help="N samples spread evenly over the data (0 = all)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--out", type=Path, help="write eval.json, ced.png, by_condition.png here")

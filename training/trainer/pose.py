@@ -7,7 +7,7 @@ A pose function maps ``(M, N, 2)`` landmarks in sensor pixels, the landmark sche
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,23 +28,25 @@ def crop_to_sensor(landmarks: np.ndarray, A: np.ndarray, size: int) -> np.ndarra
     return np.einsum("mij,mnj->mni", np.linalg.inv(lin), crop_px - off[:, None, :])
 
 
-def sample_intrinsics(dataset: Dataset, count: int) -> np.ndarray | None:
-    """(count, 3, 3) camera matrices of the first ``count`` samples, or None if unknown.
+def sample_intrinsics(dataset: Dataset, samples: int | Sequence[int]) -> np.ndarray | None:
+    """(M, 3, 3) camera matrices of ``samples`` (dataset indices), or None if unknown.
 
+    An int ``samples`` means the first that many.
     Uses ``dataset.intrinsics(i)`` when the dataset has it; for a
     :class:`training.data.BagWindowDataset` (``bags`` + ``index``) the bag's CameraInfo ``K`` or
     :func:`~facealign_ros.face.pose.default_intrinsics` of its sensor size.
     """
+    rows = range(samples) if isinstance(samples, int) else samples
     if callable(getattr(dataset, "intrinsics", None)):
-        return np.stack([np.asarray(dataset.intrinsics(i), np.float64) for i in range(count)])
+        return np.stack([np.asarray(dataset.intrinsics(int(i)), np.float64) for i in rows])
     bags, index = getattr(dataset, "bags", None), getattr(dataset, "index", None)
     if bags is None or index is None:
         return None
     from facealign_ros.face.pose import default_intrinsics
 
     out = []
-    for i in range(count):
-        bag = bags[index[i][0]]
+    for i in rows:
+        bag = bags[index[int(i)][0]]
         k = getattr(bag, "K", None)
         out.append(default_intrinsics(bag.width, bag.height) if k is None else np.asarray(k))
     return np.stack(out).astype(np.float64)
