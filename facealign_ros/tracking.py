@@ -143,10 +143,15 @@ class FaceTracker:
         self.track = None
 
     def box(self) -> Box | None:
-        """Crop box for the next frame, from the last landmarks."""
+        """Crop box for the next frame, from the extent of all the last landmarks.
+
+        All points, as the training crops are made: the confidence estimates each point's error
+        (``exp(-error / tau)``), not its visibility, and a box from only the confident points
+        (eyes, nose) is smaller than the face and is lost by the detector check.
+        """
         if self.track is None:
             return None
-        return box_from_landmarks(self.track.points, self.track.confidence, self.box_scale)
+        return box_from_landmarks(self.track.points, None, self.box_scale)
 
 
 def activity_map(

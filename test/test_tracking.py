@@ -72,3 +72,18 @@ def test_plausibility():
     assert plausibility(pts, Box(box.cx, box.cy, box.side * 3), 1.25) < 0.01
     assert plausibility(pts, Box(box.cx + box.side, box.cy, box.side), 1.25) < 0.01
     assert plausibility(np.full((70, 2), np.nan), box, 1.25) == 0.0
+
+
+def test_tracker_box_covers_all_points_whatever_their_confidence():
+    """A few confident points (eyes, nose) must not shrink the next crop to themselves.
+
+    Confidence estimates error, not visibility; such a box lost the face to the detector check.
+    """
+    tr = FaceTracker(box_scale=1.25, lost_after=2)
+    pts = face_points()
+    conf = np.full(70, 0.2)
+    conf[36:48] = 0.9  # only the eyes are confident
+    tr.start(pts, conf, 0)
+    ref = box_from_landmarks(pts, None, 1.25)
+    box = tr.box()
+    assert np.allclose([box.cx, box.cy, box.side], [ref.cx, ref.cy, ref.side])
