@@ -145,9 +145,10 @@ class FaceTracker:
     def box(self) -> Box | None:
         """Crop box for the next frame, from the extent of all the last landmarks.
 
-        All points, as the training crops are made: the confidence estimates each point's error
-        (``exp(-error / tau)``), not its visibility, and a box from only the confident points
-        (eyes, nose) is smaller than the face and is lost by the detector check.
+        All points: the network has no visibility output (training crops are the extent of the
+        *visible* ground-truth points), and its confidence estimates each point's error
+        (``exp(-error / tau)``), not its visibility; a box from only the confident points (eyes,
+        nose) is smaller than the face and is lost by the detector check.
         """
         if self.track is None:
             return None

@@ -28,24 +28,22 @@ def crop_to_sensor(landmarks: np.ndarray, A: np.ndarray, size: int) -> np.ndarra
     return np.einsum("mij,mnj->mni", np.linalg.inv(lin), crop_px - off[:, None, :])
 
 
-def sample_intrinsics(dataset: Dataset, samples: int | Sequence[int]) -> np.ndarray | None:
+def sample_intrinsics(dataset: Dataset, samples: Sequence[int]) -> np.ndarray | None:
     """(M, 3, 3) camera matrices of ``samples`` (dataset indices), or None if unknown.
 
-    An int ``samples`` means the first that many.
     Uses ``dataset.intrinsics(i)`` when the dataset has it; for a
     :class:`training.data.BagWindowDataset` (``bags`` + ``index``) the bag's CameraInfo ``K`` or
     :func:`~facealign_ros.face.pose.default_intrinsics` of its sensor size.
     """
-    rows = range(samples) if isinstance(samples, int) else samples
     if callable(getattr(dataset, "intrinsics", None)):
-        return np.stack([np.asarray(dataset.intrinsics(int(i)), np.float64) for i in rows])
+        return np.stack([np.asarray(dataset.intrinsics(int(i)), np.float64) for i in samples])
     bags, index = getattr(dataset, "bags", None), getattr(dataset, "index", None)
     if bags is None or index is None:
         return None
     from facealign_ros.face.pose import default_intrinsics
 
     out = []
-    for i in rows:
+    for i in samples:
         bag = bags[index[int(i)][0]]
         k = getattr(bag, "K", None)
         out.append(default_intrinsics(bag.width, bag.height) if k is None else np.asarray(k))
