@@ -39,13 +39,56 @@ def test_only_and_event_only_build_the_right_commands(tmp_path: Path, monkeypatc
     for c in trains:
         assert "data.options.use_rgb=false" in c and "schedule.steps=7" in c
         assert "data.options.label_fraction=0.1" in c
-    assert str(enc_dir / "ssmer_all3" / "encoder.safetensors") in trains[1]
-    assert "--init-event-encoder" not in trains[0]
-    assert "optim.lr_scales.event_backbone=0.1" in trains[1]
-    assert not any("lr_scales" in c for c in trains[0])  # scratch keeps one LR
-    assert "cmfa_10pct_all3_lr0.1" in " ".join(trains[1])
+    pre, scratch = trains  # the pretrained encoder's run is started first
+    assert str(enc_dir / "ssmer_all3" / "encoder.safetensors") in pre
+    assert "--init-event-encoder" not in scratch
+    assert "optim.lr_scales.event_backbone=0.1" in pre
+    assert not any("lr_scales" in c for c in scratch)  # scratch keeps one LR
+    assert "cmfa_10pct_all3_lr0.1_event" in " ".join(pre)
     rows = json.loads((tmp_path / "exp" / "results.json").read_text())["rows"]
-    assert [r["init"] for r in rows] == ["scratch", "all3_lr0.1"]
+    assert [r["init"] for r in rows] == ["all3_lr0.1", "scratch"]
+    assert {r["finetune"] for r in rows} == {"event"}
+
+
+def test_seeds_and_modes_share_one_pretraining(tmp_path: Path, monkeypatch) -> None:
+    cmds: list[list[str]] = []
+    nme = {"scratch": 0.4, "all3": 0.3}
+
+    def fake_run(cmd: list[str], log: Path, threads: int) -> None:
+        cmds.append(cmd)
+        out = Path(next((c for c in cmd if c.startswith("run.out_dir=")), "=").split("=", 1)[1])
+        if "pretrain" in cmd:
+            (out / "encoder.safetensors").write_bytes(b"e")
+            (out / "log.jsonl").write_text(json.dumps({"windows_per_s": 100.0}) + "\n")
+        elif "train" in cmd:
+            (out / "model.safetensors").write_bytes(b"m")
+        else:  # eval
+            out = Path(cmd[cmd.index("--out") + 1])
+            out.mkdir(parents=True)
+            init = "all3" if "all3" in out.parent.name else "scratch"
+            by = {m: {"nme": nme[init], "fr10": 0.5} for m in ("fused", "event")}
+            (out / "eval.json").write_text(json.dumps({"by_mode": by, "num_samples": 3}))
+
+    monkeypatch.setattr(le, "_run", fake_run)
+    rc = le.main([
+        "--out", str(tmp_path / "exp"), "--only", "10:scratch,10:all3", "--seeds", "0,1",
+        "--modes", "fused,event", "--jobs", "3", "--workers", "3", "--pretrain-workers", "5",
+    ])  # fmt: skip
+    assert rc == 0
+    pretrains = [c for c in cmds if "pretrain" in c]
+    assert len(pretrains) == 1 and "data.num_workers=5" in pretrains[0]
+    trains = [c for c in cmds if "train" in c]
+    assert len(trains) == 8 and all("data.num_workers=3" in c for c in trains)
+    names = {Path(next(x for x in c if x.startswith("run.out_dir="))).name for c in trains}
+    assert names == {
+        "cmfa_10pct_scratch", "cmfa_10pct_all3", "cmfa_10pct_scratch_event",
+        "cmfa_10pct_all3_event", "cmfa_10pct_scratch_s1", "cmfa_10pct_all3_s1",
+        "cmfa_10pct_scratch_event_s1", "cmfa_10pct_all3_event_s1",
+    }  # fmt: skip
+    result = json.loads((tmp_path / "exp" / "results.json").read_text())
+    assert result["pretrain_windows_per_s"] == {"all3": 100.0}
+    md = (tmp_path / "exp" / "results.md").read_text()
+    assert "| 10% | event | all3 | 2 | 0.3000 | 0.3000 | 0.750 | 0.750 |" in md
 
 
 def test_bad_options_are_refused(tmp_path: Path) -> None:

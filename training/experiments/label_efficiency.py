@@ -26,8 +26,10 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,10 +70,55 @@ class Settings:
     finetune_batch: int
     threads: int
     seed: int
-    event_only: bool = False
+    event_only: bool = False  # every fine-tune event-only (``modes`` = event)
     encoders: Path | None = None
     only: tuple[tuple[float, str], ...] | None = None
     encoder_lr_scale: float = 1.0
+    seeds: tuple[int, ...] = ()  # fine-tuning seeds (empty: ``seed`` alone)
+    modes: tuple[str, ...] = ()  # fine-tuning modes, fused / event (empty: from event_only)
+    workers: int = 1  # data-loader workers per fine-tune
+    pretrain_workers: int = 1  # data-loader workers per pretraining
+
+    def finetune_seeds(self) -> tuple[int, ...]:
+        """Seeds of the fine-tunes."""
+        return self.seeds or (self.seed,)
+
+    def finetune_modes(self) -> tuple[str, ...]:
+        """Fine-tuning modes (``fused``, ``event``)."""
+        return self.modes or (("event",) if self.event_only else ("fused",))
+
+
+@dataclass(frozen=True)
+class Finetune:
+    """One fine-tune: label fraction, initialisation, event-only or fused, seed."""
+
+    fraction: float
+    init: str
+    event_only: bool
+    seed: int
+
+
+def finetunes(s: Settings) -> list[Finetune]:
+    """Every fine-tune of the experiment, in the order they are started.
+
+    The first run of each pretrained initialisation comes first (its job pretrains the encoder),
+    then the runs from scratch (they need no encoder, so they train while it pretrains), then
+    the rest.
+    """
+    base = FINETUNES if s.only is None else s.only
+    runs = [
+        Finetune(fraction, init, mode == "event", seed)
+        for seed in s.finetune_seeds()
+        for mode in s.finetune_modes()
+        for fraction, init in base
+    ]
+    first: dict[str, Finetune] = {}
+    for r in runs:
+        if r.init != "scratch":
+            first.setdefault(r.init, r)
+    leaders = list(first.values())
+    scratch = [r for r in runs if r.init == "scratch"]
+    return leaders + scratch + [r for r in runs if r not in leaders and r not in scratch]
 
 
 def _run(cmd: list[str], log: Path, threads: int) -> None:
@@ -90,8 +137,19 @@ def _facealign() -> list[str]:
     return [sys.executable, "-m", "facealign_ros.cli"]
 
 
+_PRETRAIN_LOCKS: dict[str, threading.Lock] = {name: threading.Lock() for name in PRETRAIN_VIEWS}
+
+
 def pretrain(s: Settings, name: str) -> Path:
-    """SSMER variant ``name`` on the train bags; returns its encoder file."""
+    """SSMER variant ``name`` on the train bags; returns its encoder file.
+
+    Thread-safe: fine-tunes that need the same encoder wait for one pretraining.
+    """
+    with _PRETRAIN_LOCKS[name]:
+        return _pretrain(s, name)
+
+
+def _pretrain(s: Settings, name: str) -> Path:
     out = (s.encoders or s.out) / f"ssmer_{name}"
     enc = out / "encoder.safetensors"
     if enc.is_file():
@@ -104,7 +162,7 @@ def pretrain(s: Settings, name: str) -> Path:
         "--config", "training/configs/ssmer_lite.yaml", "--no-progress",
         f"data.views={PRETRAIN_VIEWS[name]}", f"schedule.steps={s.pretrain_steps}",
         f"schedule.warmup_steps={max(1, s.pretrain_steps // 20)}",
-        f"data.batch_size={s.pretrain_batch}", "data.num_workers=1",
+        f"data.batch_size={s.pretrain_batch}", f"data.num_workers={s.pretrain_workers}",
         f"run.threads={s.threads}", f"run.out_dir={out}", f"run.seed={s.seed}",
         "run.tensorboard=false", "run.checkpoint_every=200",
     ]  # fmt: skip
@@ -122,29 +180,38 @@ def variant(s: Settings, init: str) -> str:
     return f"{init}_lr{s.encoder_lr_scale:g}" if _gentle(s, init) else init
 
 
-def finetune(s: Settings, fraction: float, init: str) -> Path:
-    """Lite CMFA with ``fraction`` of the labels from ``init``; returns the model file."""
-    gentle = _gentle(s, init)
-    out = s.out / f"cmfa_{int(round(fraction * 100))}pct_{variant(s, init)}"
+def run_dir(s: Settings, ft: Finetune) -> Path:
+    """Folder of a fine-tune: ``cmfa_<pct>pct_<variant>[_event][_s<seed>]``."""
+    name = f"cmfa_{int(round(ft.fraction * 100))}pct_{variant(s, ft.init)}"
+    name += "_event" if ft.event_only else ""
+    name += f"_s{ft.seed}" if ft.seed != s.seed else ""
+    return s.out / name
+
+
+def finetune(s: Settings, ft: Finetune) -> Path:
+    """Lite CMFA with ``ft.fraction`` of the labels from ``ft.init``; returns the model file."""
+    out = run_dir(s, ft)
     model = out / "model.safetensors"
     if model.is_file():
         return model
+    encoder = pretrain(s, ft.init) if ft.init != "scratch" else None
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
         *_facealign(), "train", "--config", "training/configs/lite.yaml", "--no-progress",
         f"data.options.paths.train=['{s.train_glob}']",
-        f"data.options.label_fraction={fraction}",
+        f"data.options.label_fraction={ft.fraction}",
         f"schedule.steps={s.finetune_steps}",
         f"schedule.warmup_steps={max(1, s.finetune_steps // 20)}",
-        f"data.batch_size={s.finetune_batch}", "data.num_workers=1", "data.val_limit=128",
-        f"run.threads={s.threads}", f"run.out_dir={out}", f"run.seed={s.seed}",
+        f"data.batch_size={s.finetune_batch}", f"data.num_workers={s.workers}",
+        "data.val_split=",  # the held-out test bags are evaluated below; no model selection
+        f"run.threads={s.threads}", f"run.out_dir={out}", f"run.seed={ft.seed}",
         "run.eval_every=0", "run.tensorboard=false", "run.checkpoint_every=200",
     ]  # fmt: skip
-    if s.event_only:  # samples without RGB (its missing token); events never dropped
+    if ft.event_only:  # samples without RGB (its missing token); events never dropped
         cmd += ["data.options.use_rgb=false", "model.overrides.p_drop_event=0.0"]
-    if init != "scratch":
-        cmd += ["--init-event-encoder", str(pretrain(s, init))]
-    if gentle:  # the pretrained encoder fine-tuned at a fraction of the LR
+    if encoder is not None:
+        cmd += ["--init-event-encoder", str(encoder)]
+    if _gentle(s, ft.init):  # the pretrained encoder fine-tuned at a fraction of the LR
         cmd += [f"optim.lr_scales.event_backbone={s.encoder_lr_scale:g}"]
     _run(cmd, out / "run.log", s.threads)
     return model
@@ -163,57 +230,117 @@ def evaluate(s: Settings, model: Path) -> dict:
     return json.loads(report.read_text(encoding="utf-8"))
 
 
+def _key(r: dict) -> tuple:
+    return r["fraction"], r["finetune"], r["seed"]
+
+
 def table(rows: list[dict]) -> str:
-    """Markdown table of the results (NME normalised by inter-ocular distance)."""
+    """Markdown table of the results (NME normalised by inter-ocular distance).
+
+    Every row's ratios are to the run from scratch with the same label fraction, fine-tuning
+    mode and seed; with several seeds a second table gives the means over seeds.
+    """
     lines = [
-        "| labels | initialisation | fused NME | event-only NME | event FR@0.10 | "
-        "event NME / scratch |",
-        "|---|---|---|---|---|---|",
+        "| labels | fine-tuning | seed | initialisation | fused NME | event-only NME "
+        "| event FR@0.10 | fused NME / scratch | event NME / scratch |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    scratch = {r["fraction"]: r["event_nme"] for r in rows if r["init"] == "scratch"}
-    for r in rows:
-        ratio = (
-            r["event_nme"] / scratch[r["fraction"]] if r["fraction"] in scratch else float("nan")
-        )
+    scratch = {_key(r): r for r in rows if r["init"] == "scratch"}
+    nan = float("nan")
+    for r in sorted(rows, key=lambda r: (*_key(r), r["init"] != "scratch", r["init"])):
+        ref = scratch.get(_key(r))
+        f_ratio = r["fused_nme"] / ref["fused_nme"] if ref else nan
+        e_ratio = r["event_nme"] / ref["event_nme"] if ref else nan
         lines.append(
-            f"| {r['fraction']:.0%} | {r['init']} | {r['fused_nme']:.4f} | {r['event_nme']:.4f} "
-            f"| {r['event_fr10']:.3f} | {ratio:.3f} |"
+            f"| {r['fraction']:.0%} | {r['finetune']} | {r['seed']} | {r['init']} "
+            f"| {r['fused_nme']:.4f} | {r['event_nme']:.4f} | {r['event_fr10']:.3f} "
+            f"| {f_ratio:.3f} | {e_ratio:.3f} |"
         )
+    seeds = {r["seed"] for r in rows}
+    if len(seeds) > 1:
+        lines += [
+            "",
+            "| labels | fine-tuning | initialisation | seeds | mean fused NME | mean event NME "
+            "| fused / scratch | event / scratch |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        groups: dict[tuple, list[dict]] = {}
+        for r in rows:
+            groups.setdefault((r["fraction"], r["finetune"], r["init"]), []).append(r)
+        means = {
+            k: (
+                statistics.fmean(r["fused_nme"] for r in g),
+                statistics.fmean(r["event_nme"] for r in g),
+                len(g),
+            )
+            for k, g in groups.items()
+        }
+        for (fraction, mode, init), (fused, event, n) in sorted(
+            means.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "scratch", kv[0][2])
+        ):
+            ref = means.get((fraction, mode, "scratch"))
+            lines.append(
+                f"| {fraction:.0%} | {mode} | {init} | {n} | {fused:.4f} | {event:.4f} "
+                f"| {fused / ref[0] if ref else nan:.3f} | {event / ref[1] if ref else nan:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
-def run(s: Settings, jobs: int) -> list[dict]:
-    """Every stage; returns one result row per fine-tune."""
-    s.out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    finetunes = FINETUNES if s.only is None else s.only
-    views = [v for v in PRETRAIN_VIEWS if any(init == v for _, init in finetunes)]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        encoders = list(pool.map(lambda n: pretrain(s, n), views))
-        models = list(pool.map(lambda fi: finetune(s, *fi), finetunes))
-        reports = list(pool.map(lambda m: evaluate(s, m), models))
-    rows = []
-    for (fraction, init), model, rep in zip(finetunes, models, reports, strict=True):
-        by = rep["by_mode"]
-        rows.append({
-            "fraction": fraction, "model": str(model),
-            "init": variant(s, init),
-            "fused_nme": by["fused"]["nme"], "event_nme": by["event"]["nme"],
-            "fused_fr10": by["fused"]["fr10"], "event_fr10": by["event"]["fr10"],
-            "samples": rep["num_samples"],
-        })  # fmt: skip
+def _pretrain_rates(s: Settings) -> dict[str, float]:
+    """Mean logged windows/s of every pretraining that has a log (per process)."""
     rates = {}
-    for name, enc in zip(views, encoders, strict=True):
-        lines = (enc.parent / "log.jsonl").read_text(encoding="utf-8").splitlines()
-        rates[name] = sum(json.loads(x)["windows_per_s"] for x in lines) / max(1, len(lines))
+    for name in PRETRAIN_VIEWS:
+        log = (s.encoders or s.out) / f"ssmer_{name}" / "log.jsonl"
+        if log.is_file():
+            lines = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines() if x]
+            rates[name] = statistics.fmean(x["windows_per_s"] for x in lines) if lines else 0.0
+    return rates
+
+
+def _write(s: Settings, rows: list[dict], t0: float) -> None:
+    """``results.json`` and ``results.md`` of the rows so far."""
     result = {
         "settings": {k: str(v) for k, v in vars(s).items()},
         "rows": rows,
-        "pretrain_windows_per_s": rates,
+        "pretrain_windows_per_s": _pretrain_rates(s),
         "wall_s": time.perf_counter() - t0,
     }
     (s.out / "results.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     (s.out / "results.md").write_text(table(rows), encoding="utf-8")
+
+
+def run(s: Settings, jobs: int) -> list[dict]:
+    """Every stage; returns one result row per fine-tune.
+
+    ``jobs`` fine-tunes run at once, each followed by its evaluation; the results files are
+    rewritten after every evaluation, so a stopped experiment keeps what it finished.
+    """
+    s.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rows: list[dict] = []
+    lock = threading.Lock()
+
+    def one(ft: Finetune) -> None:
+        model = finetune(s, ft)
+        rep = evaluate(s, model)
+        by = rep["by_mode"]
+        row = {
+            "fraction": ft.fraction, "model": str(model), "init": variant(s, ft.init),
+            "finetune": "event" if ft.event_only else "fused", "seed": ft.seed,
+            "fused_nme": by["fused"]["nme"], "event_nme": by["event"]["nme"],
+            "fused_fr10": by["fused"]["fr10"], "event_fr10": by["event"]["fr10"],
+            "samples": rep["num_samples"],
+        }  # fmt: skip
+        with lock:
+            rows.append(row)
+            _write(s, rows, t0)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for fut in [pool.submit(one, ft) for ft in finetunes(s)]:
+            fut.result()
+    order = {run_dir(s, ft).name: i for i, ft in enumerate(finetunes(s))}
+    rows.sort(key=lambda r: order[Path(r["model"]).parent.name])
+    _write(s, rows, t0)
     return rows
 
 
@@ -235,7 +362,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", help="fine-tunes to run, e.g. 10:scratch,10:all3")
     p.add_argument("--encoder-lr-scale", type=float, default=1.0,
                    help="LR multiplier of a pretrained encoder when fine-tuning")  # fmt: skip
+    p.add_argument("--seeds", help="fine-tuning seeds, e.g. 0,1 (default: --seed)")
+    p.add_argument("--modes", help="fine-tuning modes, fused and/or event (default: fused)")
+    p.add_argument("--workers", type=int, default=1, help="data-loader workers per fine-tune")
+    p.add_argument("--pretrain-workers", type=int, default=1,
+                   help="data-loader workers per pretraining")  # fmt: skip
     a = p.parse_args(argv)
+    try:
+        seeds = tuple(int(x) for x in a.seeds.split(",")) if a.seeds else ()
+    except ValueError:
+        p.error(f"--seeds {a.seeds!r}: expected integers separated by commas")
+    modes = tuple(a.modes.split(",")) if a.modes else ()
+    if set(modes) - {"fused", "event"}:
+        p.error(f"--modes {a.modes!r}: choose fused and/or event")
+    if modes and a.event_only:
+        p.error("--event-only and --modes: give one (--event-only is --modes event)")
+    if a.workers < 0 or a.pretrain_workers < 0:
+        p.error("--workers/--pretrain-workers must be >= 0")
     only = None
     if a.only:
         try:
@@ -251,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = Settings(
         a.out, a.train, a.test, a.pretrain_steps, a.pretrain_batch, a.finetune_steps,
         a.finetune_batch, a.threads, a.seed, a.event_only, a.encoders, only, a.encoder_lr_scale,
+        seeds, modes, a.workers, a.pretrain_workers,
     )  # fmt: skip
     rows = run(s, max(1, a.jobs))
     sys.stdout.write(table(rows))

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Label-efficiency experiment (docs/SSMER.md) sized for one GPU machine with many CPU cores, in
+# under ten minutes: generates its own synthetic bags (the CPU renderer when no OpenGL context
+# exists), measures SSMER pretraining throughput alone, then runs
+# `python -m training.experiments.label_efficiency` (10 % of the labels, from scratch vs from the
+# three-representation SSMER encoder, fused and event-only fine-tuning, two seeds) and packs the
+# results, logs and weights into OUT.
+#
+#   training/experiments/label_efficiency_gpu.sh WORK_DIR OUT_DIR
+#
+# Sizes come from the environment (defaults: the 2026-11-27 run on one H100 + 16 cores):
+# NTRAIN train bags (seeds 1000...), NTEST held-out test bags (seeds 950006...), both SECONDS long;
+# PRE_STEPS x PRE_BATCH pretraining windows, FT_STEPS x FT_BATCH fine-tuning samples; JOBS runs at
+# once with WORKERS / PRE_WORKERS data-loader workers each; BUDGET_S stops the experiment (what
+# finished is kept and packed) so that packing fits the caller's time limit; REQUIRE_CUDA=1 stops
+# at once where torch sees no CUDA device.
+set -uo pipefail
+work=${1:?usage: label_efficiency_gpu.sh WORK_DIR OUT_DIR}
+out=${2:?usage: label_efficiency_gpu.sh WORK_DIR OUT_DIR}
+py=${PYTHON:-python3}
+procs=${PROCS:-$(nproc)}
+ntrain=${NTRAIN:-144} ntest=${NTEST:-10} seconds=${SECONDS_PER_BAG:-2}
+pre_steps=${PRE_STEPS:-500} pre_batch=${PRE_BATCH:-256}
+ft_steps=${FT_STEPS:-800} ft_batch=${FT_BATCH:-64}
+jobs=${JOBS:-5} workers=${WORKERS:-3} pre_workers=${PRE_WORKERS:-6}
+budget=${BUDGET_S:-530}
+start=$SECONDS
+mkdir -p "$work" "$out"
+logs=$work/logs
+mkdir -p "$logs"
+export FACEALIGN_CACHE=$work/cache PYTHONUNBUFFERED=1
+log() { echo "[$((SECONDS - start)) s] $*" | tee -a "$out/steps.log"; }
+
+{ date -u; uname -a; nproc; free -g; df -h /dev/shm "$work"; nvidia-smi -L 2>&1
+  "$py" -c 'import torch, numpy, numba; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-", "numpy", numpy.__version__, "numba", numba.__version__)'
+} >"$logs/env.txt" 2>&1
+ulimit -n 65536 2>/dev/null || true
+# data-loader batches travel through /dev/shm (a pretraining batch of 256 windows is ~300 MB)
+shm_kb=$(df -k --output=size /dev/shm 2>/dev/null | tail -1)
+if [ "${shm_kb:-0}" -lt $((16 * 1024 * 1024)) ]; then
+  mount -o remount,size=16G /dev/shm 2>/dev/null && log "/dev/shm enlarged to 16G"
+fi
+
+# 0. CUDA smoke test on a 1 s bag (pretrain, fine-tune from it, eval) while the bags are made:
+# a failure stops here, with its log, before any time goes into the experiment.
+smoke() {
+  local d=$work/smoke
+  if [ "${REQUIRE_CUDA:-0}" = 1 ]; then
+    "$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "no CUDA device")' ||
+      return 1
+  fi
+  "$py" -m training.synth.make_set --out "$d" --first 999 --train 1 --val 0 --test 0 --seconds 1 \
+    --workers 1 &&
+  "$py" -m facealign_ros.cli pretrain --bags "$d/train_*" --config training/configs/ssmer_lite.yaml \
+    --no-progress schedule.steps=3 schedule.warmup_steps=1 data.batch_size=8 data.num_workers=1 \
+    "run.out_dir=$d/ssmer" run.tensorboard=false &&
+  "$py" -m facealign_ros.cli train --config training/configs/lite.yaml --no-progress \
+    "data.options.paths.train=['$d/train_*']" data.val_split= schedule.steps=3 \
+    schedule.warmup_steps=1 data.batch_size=4 data.num_workers=1 "run.out_dir=$d/cmfa" \
+    run.tensorboard=false --init-event-encoder "$d/ssmer/encoder.safetensors" &&
+  "$py" -m facealign_ros.cli eval --model "$d/cmfa/model.safetensors" "$d/train_*" --split test \
+    --modes fused,event --limit 16 --json
+}
+
+# 1. Bags: chunks of 3 train / 2 test bags, one make_set process per chunk, $procs at once.
+log "generating $ntrain train + $ntest test bags of $seconds s on $procs processes; CUDA smoke test"
+{
+  for ((k = 0; k < ntrain; k += 3)); do echo "$k $((ntrain - k < 3 ? ntrain - k : 3)) 0 $seconds"; done
+  for ((k = 0; k < ntest; k += 2)); do echo "$((6 + k)) 0 $((ntest - k < 2 ? ntest - k : 2)) $seconds"; done
+} | xargs -P "$procs" -L 1 sh -c '"$0" -m training.synth.make_set --out "$1" --first "$2" \
+    --train "$3" --val 0 --test "$4" --seconds "$5" --workers 1' "$py" "$work/data" \
+    >"$logs/generate.log" 2>&1 &
+gen=$!
+if ! smoke >"$logs/smoke.log" 2>&1; then
+  log "CUDA smoke test FAILED; log follows"
+  kill "$gen" 2>/dev/null; pkill -f training.synth.make_set
+  tail -60 "$logs/smoke.log"
+  (cd "$logs" && tar czf "$out/logs.tar.gz" .)
+  exit 1
+fi
+log "smoke test passed: $(tail -c 300 "$logs/smoke.log" | tr '\n' ' ')"
+wait "$gen"
+log "bags: $(ls -d "$work"/data/train_* 2>/dev/null | wc -l) train, $(ls -d "$work"/data/test_* 2>/dev/null | wc -l) test"
+
+# 2. Pretraining throughput alone (all three representations, the experiment's batch).
+log "pretraining throughput: 50 steps x $pre_batch, $((procs > 2 ? procs - 2 : 0)) workers"
+"$py" -m facealign_ros.cli pretrain --bags "$work/data/train_*" \
+  --config training/configs/ssmer_lite.yaml --no-progress schedule.steps=50 schedule.warmup_steps=5 \
+  "data.batch_size=$pre_batch" "data.num_workers=$((procs > 2 ? procs - 2 : 0))" run.log_every=10 \
+  "run.out_dir=$work/throughput" run.tensorboard=false run.checkpoint_every=1000 \
+  >"$logs/throughput.log" 2>&1
+cp "$work/throughput/log.jsonl" "$logs/throughput.jsonl" 2>/dev/null
+log "throughput: $(tail -1 "$logs/throughput.jsonl")"
+
+# 3. The experiment, stopped at the budget (finished runs are already in results.*).
+left=$((budget - (SECONDS - start)))
+log "experiment (budget $left s)"
+timeout --signal=INT --kill-after=10 "$left" "$py" -m training.experiments.label_efficiency \
+  --out "$work/exp" --train "$work/data/train_*" --test "$work/data/test_*" \
+  --only 10:scratch,10:all3 --seeds 0,1 --modes fused,event \
+  --pretrain-steps "$pre_steps" --pretrain-batch "$pre_batch" \
+  --finetune-steps "$ft_steps" --finetune-batch "$ft_batch" \
+  --jobs "$jobs" --workers "$workers" --pretrain-workers "$pre_workers" --threads 2 \
+  >"$logs/experiment.log" 2>&1
+log "experiment exit $?"
+pkill -INT -f "facealign_ros.cli (train|pretrain|eval)" 2>/dev/null && sleep 3
+
+# 4. Pack: results, logs (small), weights (two archives of at most ~12 MB each).
+cp "$work/exp/results.json" "$work/exp/results.md" "$out/" 2>/dev/null
+cp "$out/steps.log" "$logs/"
+(cd "$work" && tar czf "$out/logs.tar.gz" --exclude='*.safetensors' --exclude=checkpoints \
+  --exclude=tb logs exp)
+(cd "$work/exp" && tar cf "$out/weights_s0.tar" ssmer_*/encoder.safetensors \
+  $(ls -d cmfa_* 2>/dev/null | grep -v '_s1$' | sed 's|$|/model.safetensors|') 2>/dev/null)
+(cd "$work/exp" && tar cf "$out/weights_s1.tar" \
+  $(ls -d cmfa_*_s1 2>/dev/null | sed 's|$|/model.safetensors|') 2>/dev/null)
+log "packed: $(ls "$out" | tr '\n' ' ')"
+cat "$out/results.md" 2>/dev/null
