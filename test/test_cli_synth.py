@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,21 @@ def test_make_set_plan_names_seeds_and_balances_each_split() -> None:
     assert len(conditions) == 6  # six consecutive seeds cover every light x motion
     with pytest.raises(ValueError, match="first"):
         plan("train", 1, first=-1)
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_missing_head_assets_are_a_clear_error_not_a_hang(tmp_path: Path, workers: str) -> None:
+    """No network and no sdist: an error naming the variable, in this process or a render worker.
+
+    (A render worker's failing initializer used to make the pool restart workers forever.)
+    """
+    env = dict(os.environ, FACEALIGN_CACHE=str(tmp_path / "cache"),
+               FACEALIGN_MENPO3D_SDIST=str(tmp_path / "missing.tar.gz"))  # fmt: skip
+    res = subprocess.run(
+        [*CLI, "synth", "--out", str(tmp_path / "bag"), "--seconds", "0.2", "--head", "james",
+         "--workers", workers],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    assert "FACEALIGN_MENPO3D_SDIST" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "bag").exists()

@@ -76,6 +76,7 @@ def run_synth(args: argparse.Namespace) -> int:
     import dataclasses
 
     from facealign_ros.bag import BagError
+    from training.synth.assets import AssetError
     from training.synth.bagout import write_synth_bag
     from training.synth.engine import SensorConfig
     from training.synth.scene import SceneConfig
@@ -103,7 +104,7 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.out:
         try:
             result = write_synth_bag(args.out, config, sensor, args.workers, args.storage)
-        except BagError as exc:
+        except (BagError, AssetError) as exc:
             return fail(str(exc), 1)
         result["seconds_per_wall_second"] = config.seconds / result["wall_s"]
         result["out"] = str(args.out)

@@ -71,16 +71,23 @@ class FrameOutput:
 
 
 _WORKER: tuple[Scene, RGBCameraConfig | None] | None = None
+_WORKER_ERROR: Exception | None = None
 
 
 def _init_worker(config: dict, rgb: RGBCameraConfig | None) -> None:
-    global _WORKER
+    # An exception escaping a Pool initializer makes the pool start a new worker, forever (the
+    # caller would hang): keep it and raise it from the first task instead.
+    global _WORKER, _WORKER_ERROR
     os.environ.setdefault("LP_NUM_THREADS", "1")  # one llvmpipe thread per worker process
-    _WORKER = (Scene(SceneConfig.from_dict(config)), rgb)
+    try:
+        _WORKER = (Scene(SceneConfig.from_dict(config)), rgb)
+    except Exception as exc:  # noqa: BLE001 - re-raised by _render_interval
+        _WORKER_ERROR = exc
 
 
 def _render_interval(k: int) -> Interval:
-    assert _WORKER is not None
+    if _WORKER is None:  # the scene could not be built (e.g. AssetError): the caller gets it
+        raise _WORKER_ERROR or RuntimeError("render worker was not initialised")
     return _WORKER[0].interval(k, _WORKER[1])
 
 

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.first < 0 or min(args.train, args.val, args.test) < 0:
         p.error("--first and the bag counts must be >= 0")
 
+    from training.synth.assets import AssetError
     from training.synth.bagout import write_synth_bag
     from training.synth.scene import SceneConfig
 
@@ -59,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t0 = time.time()
             cfg = SceneConfig(seed=seed, seconds=args.seconds, light=light, motion=motion)
-            stats = write_synth_bag(path, cfg, workers=args.workers)
+            try:
+                stats = write_synth_bag(path, cfg, workers=args.workers)
+            except AssetError as exc:  # e.g. no network for the head scans, no sdist given
+                sys.stderr.write(f"make_set: error: {name}: {exc}\n")
+                return 1
             sys.stdout.write(
                 f"{name}: {stats['frames']} frames, {stats['events']} events, "
                 f"{time.time() - t0:.1f} s\n"
