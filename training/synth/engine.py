@@ -18,6 +18,7 @@ import collections
 import multiprocessing as mp
 import os
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,8 +76,8 @@ _WORKER_ERROR: Exception | None = None
 
 
 def _init_worker(config: dict, rgb: RGBCameraConfig | None) -> None:
-    # An exception escaping a Pool initializer makes the pool start a new worker, forever (the
-    # caller would hang): keep it and raise it from the first task instead.
+    # An exception escaping the initializer would only say "broken pool" (multiprocessing.Pool
+    # even restarted the worker forever): keep it and raise it from the first task instead.
     global _WORKER, _WORKER_ERROR
     os.environ.setdefault("LP_NUM_THREADS", "1")  # one llvmpipe thread per worker process
     try:
@@ -119,15 +120,22 @@ def rendered_intervals(
         finally:
             scene.close()
         return
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(config.as_dict(), rgb)) as pool:
+    # A process pool of concurrent.futures, not multiprocessing.Pool: a worker that dies (killed,
+    # out of memory) breaks it with BrokenProcessPool instead of leaving .get() waiting forever.
+    pool = ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+        initargs=(config.as_dict(), rgb),
+    )  # fmt: skip
+    try:
         pending: collections.deque = collections.deque()
         nxt = 1
         while nxt <= n or pending:
             while nxt <= n and len(pending) < 2 * workers:
-                pending.append(pool.apply_async(_render_interval, (nxt,)))
+                pending.append(pool.submit(_render_interval, nxt))
                 nxt += 1
-            yield pending.popleft().get()
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _esim_inputs(iv: Interval, config: SceneConfig, skip_first: bool) -> tuple:
