@@ -17,7 +17,12 @@ Variants: ``--event-only`` fine-tunes with the RGB branch always replaced by its
 (the event encoder alone carries the landmarks, the setting SSMER is for); ``--only 10:scratch,
 10:all3`` runs a subset; ``--encoders DIR`` takes the pretrained encoders of an earlier
 experiment folder instead of pretraining again; ``--encoder-lr-scale 0.1`` fine-tunes a
-pretrained encoder at a tenth of the LR (``optim.lr_scales``).
+pretrained encoder at a tenth of the LR (``optim.lr_scales``); ``--seeds 0,1`` and ``--modes
+fused,event`` run every fine-tune per seed and mode (folders ``…_event``, ``…_s1``; the table
+then adds the means over seeds); ``--workers`` / ``--pretrain-workers`` set the data-loader
+workers per run (a GPU machine with many cores: ``label_efficiency_gpu.sh`` beside this file).
+Fine-tunes from scratch start while the encoder pretrains (``--jobs`` runs at once), and the
+results files are rewritten after every evaluation.
 """
 
 from __future__ import annotations
