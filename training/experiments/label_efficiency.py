@@ -291,10 +291,10 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pretrain_rates(s: Settings) -> dict[str, float]:
-    """Mean logged windows/s of every pretraining that has a log (per process)."""
+def _pretrain_rates(s: Settings, names: Sequence[str]) -> dict[str, float]:
+    """Mean logged windows/s of the pretrainings ``names`` that have a log (per process)."""
     rates = {}
-    for name in PRETRAIN_VIEWS:
+    for name in names:
         log = (s.encoders or s.out) / f"ssmer_{name}" / "log.jsonl"
         if log.is_file():
             lines = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines() if x]
@@ -302,12 +302,13 @@ def _pretrain_rates(s: Settings) -> dict[str, float]:
     return rates
 
 
-def _write(s: Settings, rows: list[dict], t0: float) -> None:
-    """``results.json`` and ``results.md`` of the rows so far."""
+def _write(s: Settings, plan: list[Finetune], rows: list[dict], t0: float) -> None:
+    """``results.json`` and ``results.md`` of the rows so far (``plan``: every fine-tune)."""
+    encoders = list(dict.fromkeys(ft.init for ft in plan if ft.init != "scratch"))
     result = {
         "settings": {k: str(v) for k, v in vars(s).items()},
         "rows": rows,
-        "pretrain_windows_per_s": _pretrain_rates(s),
+        "pretrain_windows_per_s": _pretrain_rates(s, encoders),
         "wall_s": time.perf_counter() - t0,
     }
     (s.out / "results.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
@@ -322,6 +323,7 @@ def run(s: Settings, jobs: int) -> list[dict]:
     """
     s.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    plan = finetunes(s)
     rows: list[dict] = []
     lock = threading.Lock()
 
@@ -338,14 +340,14 @@ def run(s: Settings, jobs: int) -> list[dict]:
         }  # fmt: skip
         with lock:
             rows.append(row)
-            _write(s, rows, t0)
+            _write(s, plan, rows, t0)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for fut in [pool.submit(one, ft) for ft in finetunes(s)]:
+        for fut in [pool.submit(one, ft) for ft in plan]:
             fut.result()
-    order = {run_dir(s, ft).name: i for i, ft in enumerate(finetunes(s))}
+    order = {run_dir(s, ft).name: i for i, ft in enumerate(plan)}
     rows.sort(key=lambda r: order[Path(r["model"]).parent.name])
-    _write(s, rows, t0)
+    _write(s, plan, rows, t0)
     return rows
 
 
