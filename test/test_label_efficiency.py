@@ -96,5 +96,9 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
         le.main(["--out", str(tmp_path), "--only", "10:nope"])
     with pytest.raises(SystemExit):
         le.main(["--out", str(tmp_path), "--only", "ten"])
+    for bad in (["--seeds", "0,x"], ["--modes", "fused,rgb"], ["--modes", "event", "--event-only"],
+                ["--workers", "-1"], ["--pretrain-workers", "-2"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            le.main(["--out", str(tmp_path), *bad])
     with pytest.raises(FileNotFoundError, match="--encoders"):
         le.main(["--out", str(tmp_path), "--encoders", str(tmp_path / "none"), "--only", "10:all3"])
