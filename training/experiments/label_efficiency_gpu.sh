@@ -10,7 +10,9 @@
 #
 # Sizes come from the environment (defaults: the 2026-11-27 run on one H100 + 16 cores):
 # NTRAIN train bags (seeds 1000...), NTEST held-out test bags (seeds 950006...), both SECONDS long;
-# PRE_STEPS x PRE_BATCH pretraining windows, FT_STEPS x FT_BATCH fine-tuning samples; JOBS runs at
+# PRE_STEPS x PRE_BATCH pretraining windows, FT_STEPS x FT_BATCH fine-tuning samples; SEEDS and
+# MODES as label_efficiency's --seeds / --modes; THROUGHPUT_STEPS=0 skips the throughput
+# measurement; JOBS runs at
 # once with WORKERS / PRE_WORKERS data-loader workers each; BUDGET_S stops the experiment (what
 # finished is kept and packed) so that packing fits the caller's time limit; REQUIRE_CUDA=1 stops
 # at once where torch sees no CUDA device.
@@ -33,6 +35,7 @@ ntrain=${NTRAIN:-144} ntest=${NTEST:-10} seconds=${SECONDS_PER_BAG:-2}
 pre_steps=${PRE_STEPS:-500} pre_batch=${PRE_BATCH:-256}
 ft_steps=${FT_STEPS:-800} ft_batch=${FT_BATCH:-64}
 jobs=${JOBS:-5} workers=${WORKERS:-3} pre_workers=${PRE_WORKERS:-6}
+seeds=${SEEDS:-0,1} modes=${MODES:-fused,event} throughput_steps=${THROUGHPUT_STEPS:-50}
 budget=${BUDGET_S:-530}
 start=$SECONDS
 mkdir -p "$work" "$out"
@@ -99,22 +102,25 @@ log "smoke test passed: $(tail -c 300 "$logs/smoke.log" | tr '\n' ' ')"
 wait "$gen"
 log "bags: $(ls -d "$work"/data/train_* 2>/dev/null | wc -l) train, $(ls -d "$work"/data/test_* 2>/dev/null | wc -l) test"
 
-# 2. Pretraining throughput alone (all three representations, the experiment's batch).
-log "pretraining throughput: 50 steps x $pre_batch, $((procs > 2 ? procs - 2 : 0)) workers"
+# 2. Pretraining throughput alone (all three representations, the experiment's batch);
+# THROUGHPUT_STEPS=0 skips it.
+if [ "$throughput_steps" -gt 0 ]; then
+log "pretraining throughput: $throughput_steps steps x $pre_batch, $((procs > 2 ? procs - 2 : 0)) workers"
 "$py" -m facealign_ros.cli pretrain --bags "$work/data/train_*" \
-  --config training/configs/ssmer_lite.yaml --no-progress schedule.steps=50 schedule.warmup_steps=5 \
+  --config training/configs/ssmer_lite.yaml --no-progress "schedule.steps=$throughput_steps" schedule.warmup_steps=5 \
   "data.batch_size=$pre_batch" "data.num_workers=$((procs > 2 ? procs - 2 : 0))" run.log_every=10 \
   "run.out_dir=$work/throughput" run.tensorboard=false run.checkpoint_every=1000 \
   >"$logs/throughput.log" 2>&1
 cp "$work/throughput/log.jsonl" "$logs/throughput.jsonl" 2>/dev/null
 log "throughput: $(tail -1 "$logs/throughput.jsonl")"
+fi
 
 # 3. The experiment, stopped at the budget (finished runs are already in results.*).
 left=$((budget - (SECONDS - start)))
 log "experiment (budget $left s)"
 timeout --signal=INT --kill-after=10 "$left" "$py" -m training.experiments.label_efficiency \
   --out "$work/exp" --train "$work/data/train_*" --test "$work/data/test_*" \
-  --only 10:scratch,10:all3 --seeds 0,1 --modes fused,event \
+  --only 10:scratch,10:all3 --seeds "$seeds" --modes "$modes" \
   --pretrain-steps "$pre_steps" --pretrain-batch "$pre_batch" \
   --finetune-steps "$ft_steps" --finetune-batch "$ft_batch" \
   --jobs "$jobs" --workers "$workers" --pretrain-workers "$pre_workers" --threads 2 \
