@@ -36,7 +36,6 @@ import numpy as np
 
 from facealign_ros.face.landmarks import LandmarkScheme
 from training import metrics
-from training.data.workers import single_threaded_worker
 from training.trainer.pose import PoseFn, crop_to_sensor, facealign_pose_fn, sample_intrinsics
 
 if TYPE_CHECKING:  # torch loads lazily: building the CLI parser must stay cheap
@@ -149,13 +148,7 @@ def predict(
     n = len(dataset)  # type: ignore[arg-type]
     indices = spread_indices(n, limit)
     ds = Subset(dataset, indices.tolist()) if len(indices) < n else dataset
-    loader = DataLoader(
-        ds,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        worker_init_fn=single_threaded_worker,
-    )
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     was_training, grad_before = model.training, torch.is_grad_enabled()
     model.eval()
     preds: dict[str, list[torch.Tensor]] = {m: [] for m in modes}

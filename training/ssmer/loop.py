@@ -30,7 +30,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from facealign_ros.model.config import CMFAConfig
-from training.data.workers import single_threaded_worker
 from training.ssmer.config import SSMERConfig
 from training.ssmer.model import SimSiam, collapse_ratio, simsiam_loss
 from training.ssmer.sources import Source
@@ -242,11 +241,7 @@ class Pretrainer:
             shuffle_buffer=data.shuffle_buffer,
         )
         loader = DataLoader(
-            stream,
-            batch_size=data.batch_size,
-            num_workers=data.num_workers,
-            pin_memory=cuda,
-            worker_init_fn=single_threaded_worker,
+            stream, batch_size=data.batch_size, num_workers=data.num_workers, pin_memory=cuda
         )
         if env.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader
 
 from facealign_ros.model.checkpoint import read_metadata
 from facealign_ros.model.cmfa import CMFA
-from training.data.workers import single_threaded_worker
 from training.trainer import build
 from training.trainer.config import TrainConfig, dump_config
 from training.trainer.context import RunContext, TrainResult
@@ -134,7 +133,6 @@ class Trainer:
             sampler=sampler,
             num_workers=cfg.data.num_workers,
             pin_memory=cuda,
-            worker_init_fn=single_threaded_worker,
         )
         val_ds = None
         if env.is_main and cfg.data.val_split:
