@@ -17,7 +17,9 @@ Variants: ``--event-only`` fine-tunes with the RGB branch always replaced by its
 (the event encoder alone carries the landmarks, the setting SSMER is for); ``--only 10:scratch,
 10:all3`` runs a subset; ``--encoders DIR`` takes the pretrained encoders of an earlier
 experiment folder instead of pretraining again; ``--encoder-lr-scale 0.1`` fine-tunes a
-pretrained encoder at a tenth of the LR (``optim.lr_scales``); ``--seeds 0,1`` and ``--modes
+pretrained encoder at a tenth of the LR (``optim.lr_scales``); ``--only 10:all3det`` pretrains
+all3 on windows centred on the face detector's box in the RGB frames instead of the event
+activity (``data.box_source=detector``; not in the default set); ``--seeds 0,1`` and ``--modes
 fused,event`` run every fine-tune per seed and mode (folders ``…_event``, ``…_s1``; the table
 then adds the means over seeds); ``--workers`` / ``--pretrain-workers`` set the data-loader
 workers per run (a GPU machine with many cores: ``label_efficiency_gpu.sh`` beside this file).
@@ -49,6 +51,10 @@ PRETRAIN_VIEWS = {
     "time_surface": "[time_surface,time_surface]",
     "voxel": "[voxel,voxel]",
     "all4": "[event_frame,time_surface,voxel,all]",  # + the full stack fine-tuning sees
+    "all3det": "[event_frame,time_surface,voxel]",  # all3 on the face detector's boxes
+}
+PRETRAIN_EXTRA = {  # further overrides of a variant's `facealign pretrain`
+    "all3det": ["data.box_source=detector"],  # needs `facealign fetch-detector` once
 }
 FINETUNES = (  # (label fraction, initialisation)
     (0.1, "scratch"),
@@ -169,7 +175,7 @@ def _pretrain(s: Settings, name: str) -> Path:
         f"schedule.warmup_steps={max(1, s.pretrain_steps // 20)}",
         f"data.batch_size={s.pretrain_batch}", f"data.num_workers={s.pretrain_workers}",
         f"run.threads={s.threads}", f"run.out_dir={out}", f"run.seed={s.seed}",
-        "run.tensorboard=false", "run.checkpoint_every=200",
+        "run.tensorboard=false", "run.checkpoint_every=200", *PRETRAIN_EXTRA.get(name, []),
     ]  # fmt: skip
     _run(cmd, out / "run.log", s.threads)
     return enc

@@ -81,6 +81,32 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return extra
 
 
+def _check_detector(model: str, sources: list, log: bool) -> None:
+    """``box_source: detector``: the detector loads, and which sources have no RGB to run it on.
+
+    Raises:
+        ConfigError: the detector model is missing or unreadable.
+    """
+    from facealign_ros.face.detector import DetectorError
+    from training.ssmer.face_boxes import load_detector
+    from training.trainer.config import ConfigError
+
+    try:
+        load_detector(model)
+    except DetectorError as exc:
+        raise ConfigError(f"data.box_source=detector: {exc}") from exc
+    without = [s for s in sources if not s.image_topic]
+    if without and log:
+        LOG.warning(
+            "box_source=detector: %d of %d source(s) have no sensor_msgs/Image topic; their "
+            "windows use activity boxes: %s",
+            len(without),
+            len(sources),
+            ", ".join(f"{s.path.name}:{s.topic}" for s in without[:5])
+            + (" ..." if len(without) > 5 else ""),
+        )
+
+
 def run_pretrain(args: argparse.Namespace) -> int:
     """Run ``facealign pretrain``; returns 0, or 2 on a config/data/resume error (logged)."""
     from training.ssmer.config import load_ssmer_config
@@ -105,6 +131,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
                 LOG.warning("  %s: %s", path, why)
         if env.is_main:
             LOG.info("pretraining on %d event source(s)", len(sources))
+        if cfg.data.box_source == "detector":
+            _check_detector(cfg.data.detector_model, sources, env.is_main)
         result = Pretrainer(cfg, sources, command=command_line()).fit()
     except (ConfigError, SourceError, ResumeError, ValueError, FileNotFoundError) as exc:
         LOG.error("%s", exc)

@@ -13,6 +13,7 @@ from typing import Any
 
 from facealign_ros.face.preprocess import InputSpec
 from facealign_ros.model.config import PRESETS, CMFAConfig, preset
+from training.ssmer.face_boxes import BOX_SOURCES
 from training.ssmer.views import ViewAugment, check_views
 from training.trainer.config import (
     ConfigError,
@@ -70,6 +71,12 @@ class SSMERData:
         shuffle_buffer: windows held for shuffling per data shard.
         batch_size: windows per step per process.
         num_workers: data-loader worker processes per process.
+        box_source: where a window's crop is centred: ``activity`` (the densest event
+            activity; needs nothing) or ``detector`` (BlazeFace on the recording's RGB frames,
+            registered to the event sensor; the activity box where it finds no face or a bag
+            has no RGB): :mod:`training.ssmer.face_boxes`.
+        detector_model: BlazeFace ``.tflite`` for ``box_source: detector`` ("" = the one
+            ``facealign fetch-detector`` cached).
     """
 
     bags: tuple[str, ...] = ()
@@ -82,8 +89,14 @@ class SSMERData:
     shuffle_buffer: int = 64
     batch_size: int = 64
     num_workers: int = 2
+    box_source: str = "activity"
+    detector_model: str = ""
 
     def __post_init__(self) -> None:
+        _check(
+            self.box_source in BOX_SOURCES,
+            f"data.box_source must be one of {list(BOX_SOURCES)}, got {self.box_source!r}",
+        )
         _check(self.batch_size >= 2, "data.batch_size must be >= 2 (batch norm)")
         _check(self.num_workers >= 0, "data.num_workers must be >= 0")
         _check(self.stride_ms > 0, "data.stride_ms must be > 0")

@@ -239,6 +239,8 @@ class Pretrainer:
             stride_ms=data.stride_ms,
             interleave=data.interleave,
             shuffle_buffer=data.shuffle_buffer,
+            box_source=data.box_source,
+            detector_model=data.detector_model,
         )
         loader = DataLoader(
             stream, batch_size=data.batch_size, num_workers=data.num_workers, pin_memory=cuda

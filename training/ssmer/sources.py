@@ -6,10 +6,13 @@ file and topic of every problem. :func:`stream_windows` then reads one source pa
 (never the whole bag), decodes with the runtime's :class:`~facealign_ros.events.Decoder`, keeps
 only the events of the last window in memory and yields :class:`Window` s every ``stride``.
 
-Windows are in sensor time (no RGB to align with). Each carries a face-sized box on the
-window's densest event activity (:func:`activity_box`), because unlabelled recordings have no
-face boxes; in a driver-monitoring or robot-facing view the moving head is where most events
-are.
+Windows are in sensor time. Each carries a face-sized box: by default on the window's densest
+event activity (:func:`activity_box`), because unlabelled recordings have no face boxes (in a
+driver-monitoring or robot-facing view the moving head is where most events are); with
+:class:`~training.ssmer.face_boxes.DetectorBoxes`, the face detector's box in the latest RGB frame
+of the recording (its image topic, registered to the event sensor), mapped to the window by the
+packets' header stamps (:class:`~facealign_ros.events.clock.SensorClock`), and the activity box
+where there is none.
 """
 
 from __future__ import annotations
@@ -23,13 +26,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facealign_ros import topics
 from facealign_ros.bag import BagError, BagReader
 from facealign_ros.events import DecodeError, Decoder, concat_events
+from facealign_ros.events.clock import SensorClock
 from facealign_ros.face.crop import Box
+from facealign_ros.messages import MessageError, image_from_msg, stamp_ns
 from facealign_ros.tracking import activity_map
+from training.ssmer.face_boxes import DetectorBoxes
 
 LOG = logging.getLogger(__name__)
 EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
+IMAGE = "sensor_msgs/msg/Image"
 
 
 class SourceError(ValueError):
@@ -47,6 +55,8 @@ class Source:
         width: sensor width, px.
         height: sensor height, px.
         packets: number of packets on the topic.
+        image_topic: the bag's RGB topic (``facealign_ros.topics.IMAGE``, else its one
+            ``sensor_msgs/Image`` topic; "" = none), for detector boxes.
     """
 
     path: Path
@@ -55,6 +65,7 @@ class Source:
     width: int
     height: int
     packets: int
+    image_topic: str = ""
 
 
 @dataclass
@@ -64,9 +75,10 @@ class Window:
     Attributes:
         events: ``EVENT_DTYPE`` events with ``t`` in ``[t_end - window, t_end)`` (sensor ns).
         t_end: window end, sensor ns.
-        box: face-sized box on the event activity (sensor px).
+        box: face-sized box (sensor px).
         width: sensor width, px.
         height: sensor height, px.
+        box_source: ``"activity"`` or ``"detector"`` (where ``box`` comes from).
     """
 
     events: np.ndarray
@@ -74,6 +86,7 @@ class Window:
     box: Box
     width: int
     height: int
+    box_source: str = "activity"
 
 
 def expand_bag_paths(patterns: Sequence[str | Path]) -> list[Path]:
@@ -134,12 +147,15 @@ def inspect_bag(path: Path, topic: str = "") -> list[Source]:
                     f"bag {str(path)!r}: no {EVENT_PACKET} topic; it has "
                     + ", ".join(f"{t} ({s.msgtype})" for t, s in available.items())
                 )
-            return [_inspect_topic(bag, path, name, available[name].count) for name in names]
+            images = sorted(t for t, s in available.items() if s.msgtype == IMAGE)
+            image = images[0] if len(images) == 1 else ""
+            image = topics.IMAGE if topics.IMAGE in images else image
+            return [_inspect_topic(bag, path, name, available[name].count, image) for name in names]
     except BagError as exc:
         raise SourceError(str(exc)) from exc
 
 
-def _inspect_topic(bag: BagReader, path: Path, topic: str, count: int) -> Source:
+def _inspect_topic(bag: BagReader, path: Path, topic: str, count: int, image: str) -> Source:
     """Check the first packet of ``topic`` decodes; describe the source."""
     where = f"bag {str(path)!r}, topic {topic!r}"
     first = next(iter(bag.messages(topic)), None)
@@ -151,7 +167,9 @@ def _inspect_topic(bag: BagReader, path: Path, topic: str, count: int) -> Source
         dec.decode_packet(msg)
     except (DecodeError, ValueError) as exc:
         raise SourceError(f"{where}: {exc}") from exc
-    return Source(path, topic, str(msg.encoding), int(msg.width), int(msg.height), int(count))
+    return Source(
+        path, topic, str(msg.encoding), int(msg.width), int(msg.height), int(count), image
+    )
 
 
 def find_sources(
@@ -216,6 +234,7 @@ def stream_windows(
     min_events: int = 200,
     min_box_fraction: float = 0.15,
     margin: float = 2.3,
+    face_boxes: DetectorBoxes | None = None,
 ) -> Iterator[Window]:
     """Windows of one source every ``stride_ns`` (sensor time), read packet by packet.
 
@@ -228,6 +247,9 @@ def stream_windows(
         min_box_fraction: smallest box side as a fraction of the sensor's shorter side.
         margin: events are kept within ``margin`` x the box side around its centre (room for
             the views' crop jitter).
+        face_boxes: boxes from the face detector on ``src.image_topic`` (frames of the event
+            sensor's size; others, undecodable ones and a source without an image topic give
+            activity boxes); None: activity boxes only.
 
     Raises:
         BagError: the bag turns out corrupt while reading (callers decide to skip it).
@@ -237,13 +259,24 @@ def stream_windows(
     chunks: list[np.ndarray] = []
     next_end: int | None = None
     last_t = None
+    use_rgb = face_boxes is not None and bool(src.image_topic)
+    clock = SensorClock()
+    if face_boxes is not None:
+        face_boxes.reset()
+    wanted = [src.topic, src.image_topic] if use_rgb else [src.topic]
     with BagReader(src.path) as bag:
-        for _, _, msg in bag.messages(src.topic):
+        for topic, _, msg in bag.messages(wanted):
+            if topic != src.topic:
+                _observe_frame(face_boxes, msg, src)
+                continue
             ev = dec.decode_packet(msg)
             if ev.size == 0:
                 continue
             if last_t is not None and int(ev["t"][0]) < last_t - 1_000_000_000:
                 chunks, next_end = [], None  # sensor clock restarted: start over
+                clock.reset()
+            if use_rgb:
+                clock.observe(stamp_ns(msg), int(ev["t"][0]))
             last_t = int(ev["t"][-1])
             chunks.append(ev)
             if next_end is None:
@@ -252,10 +285,26 @@ def stream_windows(
                 win = _cut(chunks, next_end - window_ns, next_end)
                 chunks = [c for c in chunks if int(c["t"][-1]) >= next_end + stride_ns - window_ns]
                 if win.size >= min_events:
-                    w = _window(win, next_end, src, min_side, margin)
+                    box = None
+                    if use_rgb and face_boxes is not None and clock.ready:
+                        box = face_boxes.box_at(int(clock.to_ros(next_end)))
+                    w = _window(win, next_end, src, min_side, margin, box)
                     if w is not None:
                         yield w
                 next_end += stride_ns
+
+
+def _observe_frame(face_boxes: DetectorBoxes | None, msg: object, src: Source) -> None:
+    """Run the detector on one image message (frames of another size or encoding: skipped)."""
+    if face_boxes is None:
+        return
+    try:
+        rgb = image_from_msg(msg)
+    except MessageError:
+        return
+    if rgb.shape[:2] != (src.height, src.width):  # not registered to the event sensor
+        return
+    face_boxes.observe(stamp_ns(msg), rgb)
 
 
 def _cut(chunks: list[np.ndarray], t0: int, t1: int) -> np.ndarray:
@@ -269,10 +318,14 @@ def _cut(chunks: list[np.ndarray], t0: int, t1: int) -> np.ndarray:
     return concat_events(parts) if parts else concat_events([])
 
 
-def _window(ev: np.ndarray, t_end: int, src: Source, min_side: float, margin: float) -> Window:
-    """A :class:`Window` with the events near its activity box."""
-    box = activity_box(ev, src.width, src.height, min_side)
-    assert box is not None  # ev is non-empty
+def _window(
+    ev: np.ndarray, t_end: int, src: Source, min_side: float, margin: float, box: Box | None = None
+) -> Window:
+    """A :class:`Window` with the events near ``box`` (None: its activity box)."""
+    source = "detector" if box is not None else "activity"
+    if box is None:
+        box = activity_box(ev, src.width, src.height, min_side)
+        assert box is not None  # ev is non-empty
     half = 0.5 * margin * box.side
     keep = (
         (ev["x"] >= box.cx - half)
@@ -280,4 +333,4 @@ def _window(ev: np.ndarray, t_end: int, src: Source, min_side: float, margin: fl
         & (ev["y"] >= box.cy - half)
         & (ev["y"] < box.cy + half)
     )
-    return Window(np.ascontiguousarray(ev[keep]), int(t_end), box, src.width, src.height)
+    return Window(np.ascontiguousarray(ev[keep]), int(t_end), box, src.width, src.height, source)

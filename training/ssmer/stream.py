@@ -32,6 +32,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from facealign_ros.bag import BagError
 from facealign_ros.events import DecodeError
 from facealign_ros.face.preprocess import InputSpec
+from training.ssmer.face_boxes import BOX_SOURCES, DetectorBoxes, load_detector
 from training.ssmer.sources import Source, Window, stream_windows
 from training.ssmer.views import ViewAugment, make_views
 
@@ -55,6 +56,9 @@ class WindowStream(IterableDataset):
         stride_ms: spacing of window ends within a recording, ms.
         interleave: recordings read at once per shard.
         shuffle_buffer: windows held for shuffling per shard.
+        box_source: ``activity`` or ``detector`` (:mod:`training.ssmer.face_boxes`); the
+            detector is loaded in each worker on first use.
+        detector_model: BlazeFace model path ("" = the cached one).
     """
 
     def __init__(
@@ -73,6 +77,8 @@ class WindowStream(IterableDataset):
         stride_ms: float = 20.0,
         interleave: int = 4,
         shuffle_buffer: int = 64,
+        box_source: str = "activity",
+        detector_model: str = "",
     ) -> None:
         super().__init__()
         if not sources:
@@ -85,6 +91,24 @@ class WindowStream(IterableDataset):
         self.stride_ns = int(round(stride_ms * 1e6))
         self.interleave, self.shuffle_buffer = max(1, interleave), max(1, shuffle_buffer)
         self.bad: list[str] = []
+        if box_source not in BOX_SOURCES:
+            raise ValueError(f"box_source must be one of {list(BOX_SOURCES)}, got {box_source!r}")
+        self.box_source, self.detector_model = box_source, str(detector_model)
+        self._face_boxes: DetectorBoxes | None = None  # built in the worker that reads
+
+    def face_boxes(self) -> DetectorBoxes | None:
+        """This process's detector boxes (None for activity boxes), loaded on first use."""
+        if self.box_source != "detector":
+            return None
+        if self._face_boxes is None:
+            detector = load_detector(self.detector_model)
+            self._face_boxes = DetectorBoxes(detector, self.spec.box_scale)
+        return self._face_boxes
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_face_boxes"] = None  # an OpenCV network does not pickle; workers build their own
+        return state
 
     def role(self, worker: int) -> int:
         """The role (original worker index) that data-loader worker ``worker`` plays."""
@@ -180,7 +204,9 @@ class WindowStream(IterableDataset):
     def _guarded(self, src: Source, phase: int, modulus: int, residue: int) -> Iterator[Window]:
         """Windows of one source (every ``modulus``-th); a corrupt bag ends its stream, logged."""
         try:
-            wins = stream_windows(src, self.spec.window_ns, self.stride_ns, phase)
+            wins = stream_windows(
+                src, self.spec.window_ns, self.stride_ns, phase, face_boxes=self.face_boxes()
+            )
             for i, win in enumerate(wins):
                 if i % modulus == residue:
                     yield win
