@@ -102,3 +102,31 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
             le.main(["--out", str(tmp_path), *bad])
     with pytest.raises(FileNotFoundError, match="--encoders"):
         le.main(["--out", str(tmp_path), "--encoders", str(tmp_path / "none"), "--only", "10:all3"])
+
+
+def test_all3det_pretrains_on_detector_boxes(tmp_path: Path, monkeypatch) -> None:
+    cmds: list[list[str]] = []
+
+    def fake_run(cmd: list[str], log: Path, threads: int) -> None:
+        cmds.append(cmd)
+        out = Path(next((c for c in cmd if c.startswith("run.out_dir=")), "=").split("=", 1)[1])
+        if "pretrain" in cmd:
+            (out / "encoder.safetensors").write_bytes(b"e")
+        elif "train" in cmd:
+            (out / "model.safetensors").write_bytes(b"m")
+        else:  # eval
+            out = Path(cmd[cmd.index("--out") + 1])
+            out.mkdir(parents=True)
+            by = {m: {"nme": 0.3, "fr10": 0.5} for m in ("fused", "event")}
+            (out / "eval.json").write_text(json.dumps({"by_mode": by, "num_samples": 3}))
+
+    monkeypatch.setattr(le, "_run", fake_run)
+    rc = le.main(["--out", str(tmp_path / "exp"), "--only", "10:all3,10:all3det"])
+    assert rc == 0
+    pre = {Path(next(x for x in c if x.startswith("run.out_dir="))).name: c for c in cmds
+           if "pretrain" in c}  # fmt: skip
+    assert set(pre) == {"ssmer_all3", "ssmer_all3det"}
+    assert "data.box_source=detector" in pre["ssmer_all3det"]
+    assert not any("box_source" in x for x in pre["ssmer_all3"])
+    views = "data.views=[event_frame,time_surface,voxel]"
+    assert views in pre["ssmer_all3"] and views in pre["ssmer_all3det"]
