@@ -10,8 +10,10 @@
 #
 # Sizes come from the environment: NTRAIN train bags (seeds 1000...), NTEST held-out test bags
 # (seeds 950006...), both SECONDS_PER_BAG long; PRE_STEPS x PRE_BATCH pretraining windows,
-# FT_STEPS x FT_BATCH fine-tuning samples; SEEDS and MODES as label_efficiency's --seeds /
-# --modes; THROUGHPUT_STEPS=0 skips the throughput measurement; JOBS runs at once with WORKERS /
+# FT_STEPS x FT_BATCH fine-tuning samples; SEEDS, MODES and ONLY as label_efficiency's --seeds,
+# --modes and --only (10:all3det also needs BlazeFace: `blazeface_short_range.tflite` under
+# FACEALIGN_CACHE/mediapipe-0.10.21/, where `facealign fetch-detector` caches it);
+# THROUGHPUT_STEPS=0 skips the throughput measurement; JOBS runs at once with WORKERS /
 # PRE_WORKERS data-loader workers each; BUDGET_S stops the experiment (what finished is kept and
 # packed) so that packing fits the caller's time limit; REQUIRE_CUDA=1 stops at once where torch
 # sees no CUDA device.
@@ -41,6 +43,7 @@ pre_steps=${PRE_STEPS:-500} pre_batch=${PRE_BATCH:-256}
 ft_steps=${FT_STEPS:-800} ft_batch=${FT_BATCH:-64}
 jobs=${JOBS:-5} workers=${WORKERS:-3} pre_workers=${PRE_WORKERS:-6}
 seeds=${SEEDS:-0,1} modes=${MODES:-fused,event} throughput_steps=${THROUGHPUT_STEPS:-50}
+only=${ONLY:-10:scratch,10:all3}
 budget=${BUDGET_S:-530}
 start=$SECONDS
 mkdir -p "$work" "$out"
@@ -128,7 +131,7 @@ left=$((budget - (SECONDS - start)))
 log "experiment (budget $left s)"
 timeout --signal=INT --kill-after=10 "$left" "$py" -m training.experiments.label_efficiency \
   --out "$work/exp" --train "$work/data/train_*" --test "$work/data/test_*" \
-  --only 10:scratch,10:all3 --seeds "$seeds" --modes "$modes" \
+  --only "$only" --seeds "$seeds" --modes "$modes" \
   --pretrain-steps "$pre_steps" --pretrain-batch "$pre_batch" \
   --finetune-steps "$ft_steps" --finetune-batch "$ft_batch" \
   --jobs "$jobs" --workers "$workers" --pretrain-workers "$pre_workers" --threads 2 \
