@@ -146,3 +146,48 @@ def test_cli_pretrains_on_detector_boxes_through_loader_workers(
             "schedule.warmup_steps=1", "run.progress=false", f"run.out_dir={out}"]  # fmt: skip
     assert main(argv) == 0
     assert (out / "encoder.safetensors").is_file()
+
+
+def test_interleaved_recordings_keep_their_own_detections(
+    synth_bag: Path, tmp_path: Path, monkeypatch
+) -> None:
+    # A shard reads several recordings at once; synthetic ones share ROS times, so one set of
+    # detections for all would hand one recording's face box to another's windows.
+    import shutil
+
+    from facealign_ros.face.preprocess import InputSpec
+    from training.ssmer import stream as stream_mod
+    from training.ssmer.stream import WindowStream
+    from training.ssmer.views import ViewAugment
+
+    other = tmp_path / "copy"
+    shutil.copytree(synth_bag, other)
+    sources, _ = find_sources([synth_bag, other])
+    loads: list[int] = []
+
+    def fake_load(model: str = "") -> FixedDetector:
+        loads.append(1)
+        return FixedDetector((100, 80, 180, 160))
+
+    seen: dict[str, set[int]] = {}
+    real = stream_mod.stream_windows
+
+    def spy(src, *args, face_boxes=None, **kw):
+        seen.setdefault(src.path.name, set()).add(id(face_boxes))
+        yield from real(src, *args, face_boxes=face_boxes, **kw)
+
+    monkeypatch.setattr(stream_mod, "load_detector", fake_load)
+    monkeypatch.setattr(stream_mod, "stream_windows", spy)
+    ws = WindowStream(sources, InputSpec(size=32), ("event_frame", "voxel"), ViewAugment(),
+                      seed=0, batch_size=2, interleave=2, shuffle_buffer=2,
+                      box_source="detector")  # fmt: skip
+    it = iter(ws)
+    for _ in range(8):
+        next(it)
+    assert set(seen) == {synth_bag.name, "copy"}
+    ids = [i for group in seen.values() for i in group]
+    assert len(ids) == len(set(ids)), "each recording must have its own DetectorBoxes"
+    assert loads == [1]  # one detector per process
+    import pickle
+
+    assert pickle.loads(pickle.dumps(ws))._detector is None  # workers load their own

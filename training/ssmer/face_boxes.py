@@ -9,7 +9,8 @@ in the RGB frame, framed as the node frames it (:func:`~facealign_ros.pipeline.a
 box_from_detection`): 0.036 sides off, side 1.006x (median, 20 synthetic bags, all light levels;
 ``python -m training.bench.activity_box --bags 'data/synth/train_10[0-1]*' --detector``).
 
-:class:`DetectorBoxes` keeps the recent detections of one recording in ROS time; a window takes
+:class:`DetectorBoxes` keeps the recent detections of *one* recording in ROS time (one object
+per recording: recordings read side by side often share ROS times); a window takes
 the latest detection at most ``max_age_ms`` before its end, else (dark frame, no face, no RGB)
 it falls back to the activity box.
 """
@@ -32,7 +33,8 @@ class DetectorBoxes:
     """Latest BlazeFace boxes of one recording, looked up by window end time.
 
     Args:
-        detector: the face detector (shared by every recording of a worker).
+        detector: the face detector (may be shared by the recordings a worker reads; the
+            detections may not).
         box_scale: crop side = the detection's face extent x this (the CMFA input's
             ``box_scale``).
         max_age_ms: a detection older than this at the window end is not used, ms.

@@ -31,6 +31,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from facealign_ros.bag import BagError
 from facealign_ros.events import DecodeError
+from facealign_ros.face.detector import BlazeFaceDetector
 from facealign_ros.face.preprocess import InputSpec
 from training.ssmer.face_boxes import BOX_SOURCES, DetectorBoxes, load_detector
 from training.ssmer.sources import Source, Window, stream_windows
@@ -94,20 +95,24 @@ class WindowStream(IterableDataset):
         if box_source not in BOX_SOURCES:
             raise ValueError(f"box_source must be one of {list(BOX_SOURCES)}, got {box_source!r}")
         self.box_source, self.detector_model = box_source, str(detector_model)
-        self._face_boxes: DetectorBoxes | None = None  # built in the worker that reads
+        self._detector: BlazeFaceDetector | None = None  # loaded in the worker that reads
 
     def face_boxes(self) -> DetectorBoxes | None:
-        """This process's detector boxes (None for activity boxes), loaded on first use."""
+        """Fresh detector boxes for one recording (None for activity boxes).
+
+        Each recording needs its own: a shard reads ``interleave`` recordings at once, and their
+        frames must not mix (recordings often share ROS times, e.g. synthetic ones). The
+        detector itself is loaded once per process, on first use.
+        """
         if self.box_source != "detector":
             return None
-        if self._face_boxes is None:
-            detector = load_detector(self.detector_model)
-            self._face_boxes = DetectorBoxes(detector, self.spec.box_scale)
-        return self._face_boxes
+        if self._detector is None:
+            self._detector = load_detector(self.detector_model)
+        return DetectorBoxes(self._detector, self.spec.box_scale)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_face_boxes"] = None  # an OpenCV network does not pickle; workers build their own
+        state["_detector"] = None  # an OpenCV network does not pickle; workers load their own
         return state
 
     def role(self, worker: int) -> int:
