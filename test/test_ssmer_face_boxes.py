@@ -191,3 +191,22 @@ def test_interleaved_recordings_keep_their_own_detections(
     import pickle
 
     assert pickle.loads(pickle.dumps(ws))._detector is None  # workers load their own
+
+
+def test_box_bench_compares_both_sources(
+    synth_bag: Path, blazeface_model: Path, monkeypatch, capsys
+) -> None:
+    import json
+
+    from facealign_ros.face import detector as fd
+    from training.bench import activity_box as bench
+
+    monkeypatch.setattr(fd, "default_detector_path", lambda root=None: blazeface_model)
+    assert bench.main(["--bags", str(synth_bag), "--every", "2", "--detector"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"activity", "detector"}
+    assert set(out["detector"]) == {"all", "low"}  # the fixture bag is a low-light one
+    det, act = out["detector"]["all"], out["activity"]["all"]
+    assert act["found"] == 1.0 and det["windows"] >= 0.8 * act["windows"] > 0
+    assert det["centre_error_sides"]["median"] < act["centre_error_sides"]["median"]
+    assert 0.8 < det["side_ratio"]["median"] < 1.25
