@@ -104,7 +104,7 @@ log "generating $ntrain train + $ntest test bags of $seconds s on $procs process
 gen=$!
 if ! smoke >"$logs/smoke.log" 2>&1; then
   log "CUDA smoke test FAILED; log follows"
-  kill "$gen" 2>/dev/null; pkill -f training.synth.make_set
+  kill "$gen" 2>/dev/null; pkill -f "training.synth.make_set --out $work/data"
   tail -60 "$logs/smoke.log"
   (cd "$logs" && tar czf "$out/logs.tar.gz" .)
   exit 1
@@ -137,7 +137,9 @@ timeout --signal=INT --kill-after=10 "$left" "$py" -m training.experiments.label
   --jobs "$jobs" --workers "$workers" --pretrain-workers "$pre_workers" --threads 2 \
   >"$logs/experiment.log" 2>&1
 log "experiment exit $?"
-pkill -INT -f "facealign_ros.cli (train|pretrain|eval)" 2>/dev/null && sleep 3
+# Stop this experiment's own runs only (their command lines name its folder): a broader pattern
+# once interrupted an unrelated pretraining on the same machine.
+pkill -INT -f "facealign_ros.cli (train|pretrain|eval) .*$work/exp/" 2>/dev/null && sleep 3
 
 # 4. Pack: results, logs (small), weights (two archives of at most ~12 MB each).
 cp "$work/exp/results.json" "$work/exp/results.md" "$out/" 2>/dev/null
