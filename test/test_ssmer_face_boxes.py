@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from facealign_ros.face.crop import box_from_landmarks
-from facealign_ros.face.detector import FaceDetection
+from facealign_ros.face.detector import BlazeFaceDetector, FaceDetection
 from facealign_ros.pipeline.align import box_from_detection
 from training.data import load_bag_arrays
 from training.ssmer.config import load_ssmer_config
-from training.ssmer.face_boxes import DetectorBoxes, load_detector
+from training.ssmer.face_boxes import DetectorBoxes
 from training.ssmer.sources import find_sources, stream_windows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def test_frames_of_another_size_are_not_used(synth_bag: Path) -> None:
 
 def test_blazeface_boxes_sit_on_the_face(synth_bag: Path, blazeface_model: Path) -> None:
     (src,), _ = find_sources([synth_bag])
-    boxes = DetectorBoxes(load_detector(blazeface_model), 1.25)
+    boxes = DetectorBoxes(BlazeFaceDetector(blazeface_model), 1.25)
     wins = list(stream_windows(src, 30_000_000, 20_000_000, face_boxes=boxes))
     plain = {w.t_end: w for w in stream_windows(src, 30_000_000, 20_000_000)}
     bag = load_bag_arrays(synth_bag)
@@ -165,7 +165,7 @@ def test_interleaved_recordings_keep_their_own_detections(
     sources, _ = find_sources([synth_bag, other])
     loads: list[int] = []
 
-    def fake_load(model: str = "") -> FixedDetector:
+    def fake_load(model_path: str = "") -> FixedDetector:
         loads.append(1)
         return FixedDetector((100, 80, 180, 160))
 
@@ -176,7 +176,7 @@ def test_interleaved_recordings_keep_their_own_detections(
         seen.setdefault(src.path.name, set()).add(id(face_boxes))
         yield from real(src, *args, face_boxes=face_boxes, **kw)
 
-    monkeypatch.setattr(stream_mod, "load_detector", fake_load)
+    monkeypatch.setattr(stream_mod, "BlazeFaceDetector", fake_load)
     monkeypatch.setattr(stream_mod, "stream_windows", spy)
     ws = WindowStream(sources, InputSpec(size=32), ("event_frame", "voxel"), ViewAugment(),
                       seed=0, batch_size=2, interleave=2, shuffle_buffer=2,

@@ -87,12 +87,11 @@ def _check_detector(model: str, sources: list, log: bool) -> None:
     Raises:
         ConfigError: the detector model is missing or unreadable.
     """
-    from facealign_ros.face.detector import DetectorError
-    from training.ssmer.face_boxes import load_detector
+    from facealign_ros.face.detector import BlazeFaceDetector, DetectorError
     from training.trainer.config import ConfigError
 
     try:
-        load_detector(model)
+        BlazeFaceDetector(model)  # "" = the cached model
     except DetectorError as exc:
         raise ConfigError(f"data.box_source=detector: {exc}") from exc
     without = [s for s in sources if not s.image_topic]

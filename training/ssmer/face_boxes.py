@@ -18,7 +18,6 @@ it falls back to the activity box.
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 
 import numpy as np
 
@@ -77,12 +76,3 @@ class DetectorBoxes:
             if stamp <= ros_ns:
                 return box if ros_ns - stamp <= self.max_age_ns else None
         return None
-
-
-def load_detector(model: str | Path = "") -> BlazeFaceDetector:
-    """The BlazeFace detector (``model`` empty: the cached one ``facealign fetch-detector`` got).
-
-    Raises:
-        DetectorError: the model is missing or unreadable (the message says how to fetch it).
-    """
-    return BlazeFaceDetector(model or None)

@@ -259,15 +259,16 @@ def stream_windows(
     chunks: list[np.ndarray] = []
     next_end: int | None = None
     last_t = None
-    use_rgb = face_boxes is not None and bool(src.image_topic)
+    rgb_boxes = face_boxes if src.image_topic else None  # None: activity boxes only
     clock = SensorClock()
-    if face_boxes is not None:
-        face_boxes.reset()
-    wanted = [src.topic, src.image_topic] if use_rgb else [src.topic]
+    if rgb_boxes is not None:
+        rgb_boxes.reset()
+    wanted = [src.topic] if rgb_boxes is None else [src.topic, src.image_topic]
     with BagReader(src.path) as bag:
         for topic, _, msg in bag.messages(wanted):
-            if topic != src.topic:
-                _observe_frame(face_boxes, msg, src)
+            if topic != src.topic:  # an image: wanted only with rgb_boxes
+                assert rgb_boxes is not None
+                _observe_frame(rgb_boxes, msg, src)
                 continue
             ev = dec.decode_packet(msg)
             if ev.size == 0:
@@ -275,7 +276,7 @@ def stream_windows(
             if last_t is not None and int(ev["t"][0]) < last_t - 1_000_000_000:
                 chunks, next_end = [], None  # sensor clock restarted: start over
                 clock.reset()
-            if use_rgb:
+            if rgb_boxes is not None:
                 clock.observe(stamp_ns(msg), int(ev["t"][0]))
             last_t = int(ev["t"][-1])
             chunks.append(ev)
@@ -286,18 +287,16 @@ def stream_windows(
                 chunks = [c for c in chunks if int(c["t"][-1]) >= next_end + stride_ns - window_ns]
                 if win.size >= min_events:
                     box = None
-                    if use_rgb and face_boxes is not None and clock.ready:
-                        box = face_boxes.box_at(int(clock.to_ros(next_end)))
+                    if rgb_boxes is not None and clock.ready:
+                        box = rgb_boxes.box_at(int(clock.to_ros(next_end)))
                     w = _window(win, next_end, src, min_side, margin, box)
                     if w is not None:
                         yield w
                 next_end += stride_ns
 
 
-def _observe_frame(face_boxes: DetectorBoxes | None, msg: object, src: Source) -> None:
+def _observe_frame(face_boxes: DetectorBoxes, msg: object, src: Source) -> None:
     """Run the detector on one image message (frames of another size or encoding: skipped)."""
-    if face_boxes is None:
-        return
     try:
         rgb = image_from_msg(msg)
     except MessageError:

@@ -33,7 +33,7 @@ from facealign_ros.bag import BagError
 from facealign_ros.events import DecodeError
 from facealign_ros.face.detector import BlazeFaceDetector
 from facealign_ros.face.preprocess import InputSpec
-from training.ssmer.face_boxes import BOX_SOURCES, DetectorBoxes, load_detector
+from training.ssmer.face_boxes import BOX_SOURCES, DetectorBoxes
 from training.ssmer.sources import Source, Window, stream_windows
 from training.ssmer.views import ViewAugment, make_views
 
@@ -107,7 +107,7 @@ class WindowStream(IterableDataset):
         if self.box_source != "detector":
             return None
         if self._detector is None:
-            self._detector = load_detector(self.detector_model)
+            self._detector = BlazeFaceDetector(self.detector_model)  # "" = the cached one
         return DetectorBoxes(self._detector, self.spec.box_scale)
 
     def __getstate__(self) -> dict:
