@@ -32,6 +32,7 @@ def test_only_and_event_only_build_the_right_commands(tmp_path: Path, monkeypatc
     rc = le.main([
         "--out", str(tmp_path / "exp"), "--encoders", str(enc_dir), "--event-only",
         "--only", "10:scratch,10:all3", "--finetune-steps", "7", "--encoder-lr-scale", "0.1",
+        "--encoder-freeze-steps", "3",
     ])  # fmt: skip
     assert rc == 0
     trains = [c for c in cmds if "train" in c]
@@ -44,9 +45,11 @@ def test_only_and_event_only_build_the_right_commands(tmp_path: Path, monkeypatc
     assert "--init-event-encoder" not in scratch
     assert "optim.lr_scales.event_backbone=0.1" in pre
     assert not any("lr_scales" in c for c in scratch)  # scratch keeps one LR
-    assert "cmfa_10pct_all3_lr0.1_event" in " ".join(pre)
+    assert "optim.freeze_steps.event_backbone=3" in pre
+    assert not any("freeze_steps" in c for c in scratch)  # nothing to hold in scratch
+    assert "cmfa_10pct_all3_lr0.1_frz3_event" in " ".join(pre)
     rows = json.loads((tmp_path / "exp" / "results.json").read_text())["rows"]
-    assert [r["init"] for r in rows] == ["all3_lr0.1", "scratch"]
+    assert [r["init"] for r in rows] == ["all3_lr0.1_frz3", "scratch"]
     assert {r["finetune"] for r in rows} == {"event"}
 
 
@@ -97,7 +100,9 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         le.main(["--out", str(tmp_path), "--only", "ten"])
     for bad in (["--seeds", "0,x"], ["--modes", "fused,rgb"], ["--modes", "event", "--event-only"],
-                ["--workers", "-1"], ["--pretrain-workers", "-2"]):  # fmt: skip
+                ["--workers", "-1"], ["--pretrain-workers", "-2"],
+                ["--encoder-freeze-steps", "-1"],
+                ["--encoder-freeze-steps", "600", "--finetune-steps", "600"]):  # fmt: skip
         with pytest.raises(SystemExit):
             le.main(["--out", str(tmp_path), *bad])
     with pytest.raises(FileNotFoundError, match="--encoders"):

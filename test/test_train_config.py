@@ -59,6 +59,8 @@ def test_overrides_are_typed() -> None:
         (["schedule.steps=0"], "schedule.steps"),
         (["data.options.paths=[*a]"], "cannot read override value"),
         (["optim.lr_scales.event_backbone=0"], "lr_scales values must be numbers > 0"),
+        (["optim.freeze_steps.event_backbone=-1"], "freeze_steps values must be integers"),
+        (["optim.freeze_steps.event_backbone=2.5"], "freeze_steps values must be integers"),
     ],
 )
 def test_bad_keys_and_values_are_rejected(overrides: list[str], message: str) -> None:

@@ -104,8 +104,10 @@ class _KilledError(Exception):
     pass
 
 
-def test_kill_and_resume_is_bit_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("freeze", [(), ("optim.freeze_steps.event_backbone=5",)])
+def test_kill_and_resume_is_bit_identical(tmp_path: Path, freeze: tuple[str, ...]) -> None:
     extra = (
+        *freeze,  # a frozen warm-up released at step 5: the kill and resume straddle it
         "schedule.steps=7",
         "schedule.warmup_steps=2",
         "data.options.num_samples=12",
@@ -148,6 +150,30 @@ def test_kill_and_resume_is_bit_identical(tmp_path: Path) -> None:
     assert list((tmp_path / "a" / "tb").glob("events.out.tfevents.*"))
     kept = sorted(p.name for p in (tmp_path / "a" / "checkpoints").glob("step_*"))
     assert kept == ["step_0000004", "step_0000006", "step_0000007"]
+
+
+def test_frozen_warm_up_holds_the_encoder_then_releases_it(tmp_path: Path) -> None:
+    cfg = _cfg(
+        tmp_path,
+        "schedule.steps=4",
+        "schedule.warmup_steps=1",
+        "run.checkpoint_every=1",
+        "run.keep_checkpoints=4",
+        "loss.p_warm=0",
+        "optim.freeze_steps.event_backbone=2",
+    )
+    result = Trainer(cfg).fit()
+    ckpts = tmp_path / "checkpoints"
+    w = {s: load_file(str(ckpts / f"step_{s:07d}" / "model.safetensors")) for s in (1, 2, 3)}
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    weights = [k for k in w[1] if not k.endswith(buffers)]
+    held = [k for k in weights if k.startswith("event_backbone.")]
+    rest = [k for k in weights if not k.startswith("event_backbone.")]
+    assert held and rest
+    assert all(torch.equal(w[2][k], w[1][k]) for k in held)  # steps 0 and 1: frozen
+    assert any(not torch.equal(w[2][k], w[1][k]) for k in rest)  # the rest trains meanwhile
+    assert any(not torch.equal(w[3][k], w[2][k]) for k in held)  # released at step 2
+    assert all(h["lr"] > 0 for h in result.history)  # the logged LR is an unfrozen group's
 
 
 def test_resume_rejects_a_different_network(tmp_path: Path) -> None:

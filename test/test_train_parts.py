@@ -124,6 +124,39 @@ def test_lr_scales_make_their_own_groups() -> None:
     )
 
 
+def test_freeze_steps_make_their_own_groups_and_hold_them() -> None:
+    from facealign_ros.model import CMFA, lite_config
+
+    model = CMFA(lite_config(num_points=16))
+    groups = build.param_groups(
+        model, 0.05, 1e-3, {"event_backbone": 0.1}, {"event_backbone": 30, "rgb_backbone": 0}
+    )
+    freeze = {id(p): (g["freeze_steps"], g["lr"]) for g in groups for p in g["params"]}
+    for name, prm in model.named_parameters():
+        enc = name.startswith("event_backbone")
+        assert freeze[id(prm)][0] == (30 if enc else 0)
+        assert freeze[id(prm)][1] == pytest.approx(1e-4 if enc else 1e-3)
+    assert [g["freeze_steps"] for g in groups] == [0, 0, 30, 30]  # never-frozen groups first
+    with pytest.raises(ValueError, match="freeze_steps: no trainable parameter starts with"):
+        build.param_groups(model, 0.05, 1e-3, None, {"encoder": 10})
+    sch = ScheduleSection(steps=110, warmup_steps=10, min_lr_ratio=0.1)
+    assert build.frozen_lr_factor(5, sch, 0) == build.lr_factor(5, sch)
+    assert build.frozen_lr_factor(29, sch, 30) == 0.0
+    assert build.frozen_lr_factor(30, sch, 30) == pytest.approx(0.1 * build.lr_factor(30, sch))
+    assert build.frozen_lr_factor(39, sch, 30) == pytest.approx(build.lr_factor(39, sch))
+    assert build.frozen_lr_factor(60, sch, 30) == pytest.approx(0.55)
+    opt = torch.optim.AdamW(groups)
+    for prm in model.parameters():
+        prm.grad = torch.ones_like(prm)
+    build.drop_frozen_grads(opt, 29)
+    for name, prm in model.named_parameters():
+        assert (prm.grad is None) == name.startswith("event_backbone")
+    for prm in model.parameters():
+        prm.grad = torch.ones_like(prm)
+    build.drop_frozen_grads(opt, 30)
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_modality_masks_never_drop_both() -> None:
     gen = torch.Generator().manual_seed(0)
     rgb = torch.tensor([True, False] * 500)

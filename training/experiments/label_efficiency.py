@@ -17,7 +17,9 @@ Variants: ``--event-only`` fine-tunes with the RGB branch always replaced by its
 (the event encoder alone carries the landmarks, the setting SSMER is for); ``--only 10:scratch,
 10:all3`` runs a subset; ``--encoders DIR`` takes the pretrained encoders of an earlier
 experiment folder instead of pretraining again; ``--encoder-lr-scale 0.1`` fine-tunes a
-pretrained encoder at a tenth of the LR (``optim.lr_scales``); ``--only 10:all3det`` pretrains
+pretrained encoder at a tenth of the LR (``optim.lr_scales``); ``--encoder-freeze-steps 300``
+holds it for the first 300 fine-tuning steps (``optim.freeze_steps``: the decoder first learns
+on the pretrained features, then all train; folders ``…_frz300``); ``--only 10:all3det`` pretrains
 all3 on windows centred on the face detector's box in the RGB frames instead of the event
 activity (``data.box_source=detector``; not in the default set); ``--seeds 0,1`` and ``--modes
 fused,event`` run every fine-tune per seed and mode (folders ``…_event``, ``…_s1``; the table
@@ -89,6 +91,7 @@ class Settings:
     modes: tuple[str, ...] = ()  # fine-tuning modes, fused / event (empty: from event_only)
     workers: int = 1  # data-loader workers per fine-tune
     pretrain_workers: int = 1  # data-loader workers per pretraining
+    encoder_freeze_steps: int = 0  # fine-tuning steps a pretrained encoder is held first
 
     def finetune_seeds(self) -> tuple[int, ...]:
         """Seeds of the fine-tunes."""
@@ -186,9 +189,15 @@ def _gentle(s: Settings, init: str) -> bool:
     return init != "scratch" and s.encoder_lr_scale != 1.0
 
 
+def _frozen_first(s: Settings, init: str) -> bool:
+    """A pretrained encoder held for the first fine-tuning steps (frozen warm-up)."""
+    return init != "scratch" and s.encoder_freeze_steps > 0
+
+
 def variant(s: Settings, init: str) -> str:
-    """Name of a fine-tune's initialisation: ``init``, plus ``_lr<scale>`` when scaled."""
-    return f"{init}_lr{s.encoder_lr_scale:g}" if _gentle(s, init) else init
+    """Name of a fine-tune's initialisation: ``init`` [``_lr<scale>``] [``_frz<steps>``]."""
+    name = f"{init}_lr{s.encoder_lr_scale:g}" if _gentle(s, init) else init
+    return f"{name}_frz{s.encoder_freeze_steps}" if _frozen_first(s, init) else name
 
 
 def run_dir(s: Settings, ft: Finetune) -> Path:
@@ -224,6 +233,8 @@ def finetune(s: Settings, ft: Finetune) -> Path:
         cmd += ["--init-event-encoder", str(encoder)]
     if _gentle(s, ft.init):  # the pretrained encoder fine-tuned at a fraction of the LR
         cmd += [f"optim.lr_scales.event_backbone={s.encoder_lr_scale:g}"]
+    if _frozen_first(s, ft.init):  # the decoder learns on the pretrained features first
+        cmd += [f"optim.freeze_steps.event_backbone={s.encoder_freeze_steps}"]
     _run(cmd, out / "run.log", s.threads)
     return model
 
@@ -375,6 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", help="fine-tunes to run, e.g. 10:scratch,10:all3")
     p.add_argument("--encoder-lr-scale", type=float, default=1.0,
                    help="LR multiplier of a pretrained encoder when fine-tuning")  # fmt: skip
+    p.add_argument("--encoder-freeze-steps", type=int, default=0,
+                   help="fine-tuning steps a pretrained encoder is frozen first")  # fmt: skip
     p.add_argument("--seeds", help="fine-tuning seeds, e.g. 0,1 (default: --seed)")
     p.add_argument("--modes", help="fine-tuning modes, fused and/or event (default: fused)")
     p.add_argument("--workers", type=int, default=1, help="data-loader workers per fine-tune")
@@ -392,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--event-only and --modes: give one (--event-only is --modes event)")
     if a.workers < 0 or a.pretrain_workers < 0:
         p.error("--workers/--pretrain-workers must be >= 0")
+    if not 0 <= a.encoder_freeze_steps < a.finetune_steps:
+        p.error("--encoder-freeze-steps must be >= 0 and below --finetune-steps")
     only = None
     if a.only:
         try:
@@ -407,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = Settings(
         a.out, a.train, a.test, a.pretrain_steps, a.pretrain_batch, a.finetune_steps,
         a.finetune_batch, a.threads, a.seed, a.event_only, a.encoders, only, a.encoder_lr_scale,
-        seeds, modes, a.workers, a.pretrain_workers,
+        seeds, modes, a.workers, a.pretrain_workers, a.encoder_freeze_steps,
     )  # fmt: skip
     rows = run(s, max(1, a.jobs))
     sys.stdout.write(table(rows))

@@ -299,6 +299,7 @@ class Pretrainer:
         loss = simsiam_loss(z.float(), p.float())
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        build.drop_frozen_grads(opt, sched.last_epoch)
         scaler.unscale_(opt)
         gnorm = 0.0
         if self.cfg.optim.grad_clip > 0:

@@ -15,6 +15,7 @@ coordinates, ``visible`` (N,), ``pose_deg`` (3,) (NaN = unknown), ``light`` 0/1/
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -261,39 +262,56 @@ def param_groups(
     weight_decay: float,
     lr: float = 1e-3,
     lr_scales: dict[str, float] | None = None,
+    freeze_steps: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay or not, per LR scale.
+    """AdamW groups: weight decay or not, per LR scale and frozen warm-up.
 
     Decay for weight matrices/kernels, none for biases, norms and embeddings; one such pair per
-    LR scale of ``lr_scales`` (parameter-name prefix -> multiplier of ``lr``; the longest
-    matching prefix wins).
+    LR scale of ``lr_scales`` (parameter-name prefix -> multiplier of ``lr``) and per warm-up of
+    ``freeze_steps`` (prefix -> optimizer steps during which those parameters are held; each
+    group carries it as ``"freeze_steps"``, 0 for the rest). In both, the longest matching
+    prefix wins. Groups that are never frozen come first (the logged LR is the first group's).
 
     Raises:
-        ValueError: a prefix of ``lr_scales`` that names no trainable parameter.
+        ValueError: a prefix of ``lr_scales`` or ``freeze_steps`` that names no trainable
+            parameter.
     """
-    scales = dict(lr_scales or {})
-    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
-    used: set[str] = set()
+    scales, freezes = dict(lr_scales or {}), dict(freeze_steps or {})
+    groups: dict[tuple[int, float, bool], list[nn.Parameter]] = {}
+    used: set[tuple[str, str]] = set()
+
+    def pick(table: dict[str, Any], kind: str, name: str) -> str | None:
+        match = max((p for p in table if name.startswith(p)), key=len, default=None)
+        if match is not None:
+            used.add((kind, match))
+        return match
+
     for name, prm in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         if not prm.requires_grad:
             continue
-        match = max((p for p in scales if name.startswith(p)), key=len, default=None)
-        if match is not None:
-            used.add(match)
-        scale = float(scales[match]) if match is not None else 1.0
-        groups.setdefault((scale, prm.dim() > 1), []).append(prm)
-    if unused := sorted(set(scales) - used):
-        raise ValueError(f"optim.lr_scales: no trainable parameter starts with {unused}")
+        s_match, f_match = pick(scales, "lr_scales", name), pick(freezes, "freeze_steps", name)
+        scale = float(scales[s_match]) if s_match is not None else 1.0
+        freeze = int(freezes[f_match]) if f_match is not None else 0
+        groups.setdefault((freeze, scale, prm.dim() > 1), []).append(prm)
+    for kind, table in (("lr_scales", scales), ("freeze_steps", freezes)):
+        if unused := sorted(set(table) - {p for k, p in used if k == kind}):
+            raise ValueError(f"optim.{kind}: no trainable parameter starts with {unused}")
+    order = sorted(groups.items(), key=lambda kv: (kv[0][0] > 0, -kv[0][1], not kv[0][2], kv[0][0]))
     return [
-        {"params": prms, "weight_decay": weight_decay if decay else 0.0, "lr": lr * scale}
-        for (scale, decay), prms in sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))
+        {
+            "params": prms,
+            "weight_decay": weight_decay if decay else 0.0,
+            "lr": lr * scale,
+            "freeze_steps": freeze,
+        }
+        for (freeze, scale, decay), prms in order
     ]
 
 
 def build_optimizer(model: nn.Module, optim: OptimSection) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`."""
     return torch.optim.AdamW(
-        param_groups(model, optim.weight_decay, optim.lr, optim.lr_scales),
+        param_groups(model, optim.weight_decay, optim.lr, optim.lr_scales, optim.freeze_steps),
         lr=optim.lr,
         betas=(optim.betas[0], optim.betas[1]),
         eps=optim.eps,
@@ -308,7 +326,11 @@ def build_optimization(
     AMP (``optim.amp``) is used on CUDA only ("none" on the CPU); the scaler is enabled for fp16.
     """
     opt = build_optimizer(model, optim)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, schedule))
+    lambdas = [
+        functools.partial(frozen_lr_factor, schedule=schedule, freeze_steps=g["freeze_steps"])
+        for g in opt.param_groups
+    ]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
     amp = optim.amp if device.type == "cuda" else "none"
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
     return opt, sched, scaler, amp
@@ -321,6 +343,32 @@ def lr_factor(step: int, schedule: ScheduleSection) -> float:
     span = max(1, schedule.steps - schedule.warmup_steps)
     t = min(1.0, (step - schedule.warmup_steps) / span)
     return schedule.min_lr_ratio + (1 - schedule.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def frozen_lr_factor(step: int, schedule: ScheduleSection, freeze_steps: int = 0) -> float:
+    """LR multiplier of a group held for its first ``freeze_steps`` steps.
+
+    0 while frozen; then :func:`lr_factor` times a linear ramp over ``schedule.warmup_steps``
+    steps from the unfreezing, so the released parameters warm up as the run did.
+    """
+    if step < freeze_steps:
+        return 0.0
+    factor = lr_factor(step, schedule)
+    if freeze_steps > 0 and schedule.warmup_steps > 0:
+        factor *= min(1.0, (step - freeze_steps + 1) / schedule.warmup_steps)
+    return factor
+
+
+def drop_frozen_grads(opt: torch.optim.Optimizer, step: int) -> None:
+    """Clear the gradients of the groups still frozen at ``step`` (before clipping and stepping).
+
+    Their parameters then take no update, no weight decay and no Adam moments, and do not count
+    in the clipped gradient norm: a frozen warm-up trains the rest as if they were constants.
+    """
+    for group in opt.param_groups:
+        if step < group.get("freeze_steps", 0):
+            for prm in group["params"]:
+                prm.grad = None
 
 
 def modality_masks(

@@ -120,6 +120,11 @@ class OptimSection:
         lr_scales: parameter-name prefix -> LR multiplier, e.g. ``{event_backbone: 0.1}`` to
             fine-tune a pretrained encoder gently (``optim.lr_scales.event_backbone=0.1``);
             the longest matching prefix wins; every prefix must name some parameter.
+        freeze_steps: parameter-name prefix -> optimizer steps during which those parameters
+            are held (no update, no weight decay, out of the clipped norm), then released
+            with a warm-up of ``schedule.warmup_steps``: a frozen-encoder warm-up before
+            fine-tuning a pretrained encoder (``optim.freeze_steps.event_backbone=300``).
+            Batch-norm statistics of a frozen module keep adapting to the data.
     """
 
     lr: float = 1e-3
@@ -129,9 +134,15 @@ class OptimSection:
     grad_clip: float = 1.0
     amp: str = "bf16"
     lr_scales: dict[str, float] = field(default_factory=dict)
+    freeze_steps: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        _check(
+            all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for v in self.freeze_steps.values()),
+            "optim.freeze_steps values must be integers >= 0",
+        )  # fmt: skip
         _check(
             all(isinstance(v, int | float) and v > 0 for v in self.lr_scales.values()),
             "optim.lr_scales values must be numbers > 0",

@@ -170,6 +170,7 @@ class RunContext:
         )
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
+        build.drop_frozen_grads(self.opt, self.sched.last_epoch)
         gnorm = torch.zeros(())
         if cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.opt)
