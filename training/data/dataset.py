@@ -32,6 +32,7 @@ from facealign_ros.face.landmarks import REP155_70
 from facealign_ros.face.pose import matrix_to_euler
 from facealign_ros.face.preprocess import InputSpec, event_input, rgb_input
 from training.data.bag_arrays import BagArrays
+from training.data.low_light import reexpose
 
 SAMPLE_KEYS = ("events", "rgb", "rgb_present", "event_present", "landmarks", "visible",
                "pose_deg", "light", "motion", "A", "stamp_ns", "face_present")  # fmt: skip
@@ -56,6 +57,12 @@ class AugmentConfig:
         rgb_white_balance: per-channel gains ``U(1 - w, 1 + w)`` (camera white balance).
         rgb_saturation: colour saturation scaled by ``U(1 - s, 1 + s)`` around the grey level.
         rgb_gray_prob: probability of a grey-level image (monochrome cameras, old photos).
+        rgb_low_light_prob: probability that the crop is re-exposed as a photon-limited
+            camera frame (:func:`training.data.low_light.reexpose`: shot and read noise at a
+            mean signal drawn log-uniformly from ``rgb_low_light_electrons`` electrons per
+            pixel), so the network meets RGB as poor as a small-pixel camera's in the dark
+            and learns to lean on the events. 0 (default) draws nothing.
+        rgb_low_light_electrons: ``(low, high)`` electrons per pixel of that re-exposure.
         negative_prob: probability that a sample is a *negative* crop: a box of face-like size
             elsewhere in the view (IoU with the face box < 0.1), ``face_present`` False; the loss
             then asks for zero confidence (teaches the face search to reject background).
@@ -75,7 +82,19 @@ class AugmentConfig:
     rgb_white_balance: float = 0.1
     rgb_saturation: float = 0.4
     rgb_gray_prob: float = 0.1
+    rgb_low_light_prob: float = 0.0
+    rgb_low_light_electrons: tuple[float, float] = (1.0, 30.0)
     negative_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(v) for v in self.rgb_low_light_electrons)
+        if not 0 < lo <= hi:
+            raise ValueError(
+                f"AugmentConfig: rgb_low_light_electrons {lo, hi}: need 0 < low <= high"
+            )
+        if not 0 <= self.rgb_low_light_prob <= 1:
+            raise ValueError("AugmentConfig: rgb_low_light_prob must be in [0, 1]")
+        object.__setattr__(self, "rgb_low_light_electrons", (lo, hi))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
@@ -287,4 +306,8 @@ def _augment_rgb(rgb: np.ndarray, rng: np.random.Generator, aug: AugmentConfig) 
         sigma = rng.uniform(0.5, 2.0)
         out = np.stack([cv2.GaussianBlur(c, (0, 0), sigma) for c in out])
     out = out + rng.normal(0, rng.uniform(0, aug.rgb_noise_max), out.shape)
-    return np.clip(out, 0, 1).astype(np.float32)
+    out = np.clip(out, 0, 1).astype(np.float32)
+    if aug.rgb_low_light_prob > 0 and rng.random() < aug.rgb_low_light_prob:
+        lo, hi = np.log(aug.rgb_low_light_electrons)
+        out = reexpose(out, float(np.exp(rng.uniform(lo, hi))), rng)
+    return out
