@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from facealign_ros.bag import BagReader
+from training.synth.bagout import TOPIC_META
 
 CLI = [sys.executable, "-m", "facealign_ros.cli"]
 
@@ -22,12 +23,15 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_synth_writes_a_bag_and_refuses_bad_arguments(tmp_path: Path) -> None:
     out = tmp_path / "dark_fast"
     res = run("synth", "--out", str(out), "--seconds", "0.3", "--seed", "4", "--light", "dark",
-              "--motion", "fast", "--storage", "sqlite3", "--json")  # fmt: skip
+              "--motion", "fast", "--storage", "sqlite3", "--rgb-camera", "small-pixel",
+              "--json")  # fmt: skip
     assert res.returncode == 0, res.stderr
     stats = json.loads(res.stdout)
     assert stats["frames"] == 9 and stats["events"] > 0
     with BagReader(out) as bag:
         topics = bag.topics
+        meta = json.loads(next(iter(bag.messages(TOPIC_META)))[2].data)
+    assert meta["sensor"]["rgb"]["sensitivity_e_per_s"] == 1.5e5  # the small-pixel camera
     assert topics["/camera/image_raw"].count == 9
     assert topics["/facealign/gt/landmarks_hf"].count >= 290
     assert list(out.glob("*.db3"))
@@ -63,6 +67,25 @@ def test_make_set_plan_names_seeds_and_balances_each_split() -> None:
     assert len(conditions) == 6  # six consecutive seeds cover every light x motion
     with pytest.raises(ValueError, match="first"):
         plan("train", 1, first=-1)
+
+
+def test_make_set_records_with_the_chosen_rgb_camera(tmp_path: Path, monkeypatch) -> None:
+    import training.synth.bagout as bagout
+    from training.synth import make_set
+    from training.synth.camera import rgb_camera
+
+    seen = []
+
+    def fake_write(path, cfg, sensor=None, workers=0):
+        seen.append((Path(path).name, sensor.rgb))
+        return {"frames": 0, "events": 0}
+
+    monkeypatch.setattr(bagout, "write_synth_bag", fake_write)
+    argv = ["--out", str(tmp_path), "--train", "1", "--val", "0", "--seconds", "0.1"]
+    assert make_set.main([*argv, "--rgb-camera", "small-pixel"]) == 0
+    assert make_set.main([*argv, "--first", "1"]) == 0
+    assert seen == [("train_1000_low_fast", rgb_camera("small-pixel")),
+                    ("train_1001_dark_fast", rgb_camera("large-pixel"))]  # fmt: skip
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])

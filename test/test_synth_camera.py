@@ -13,14 +13,15 @@ from training.synth.camera import (
     decode,
     exposure_sample_times,
     light_scale,
+    rgb_camera,
     to_gray,
 )
 
 SCENE = np.tile(np.linspace(0.05, 0.6, 64, dtype=np.float32), (48, 1))
 
 
-def _snr_db(light: str, seed: int = 0) -> float:
-    cam = RGBCamera(light=light, seed=seed)
+def _snr_db(light: str, seed: int = 0, config: RGBCameraConfig | None = None) -> float:
+    cam = RGBCamera(config or RGBCameraConfig(), light=light, seed=seed)
     exp, gain = cam.exposure_for(float(SCENE.mean()))
     shots = np.stack([decode(cam.capture(SCENE[None], exp, gain), gain) for _ in range(8)])
     signal = shots.mean(0)
@@ -30,6 +31,17 @@ def _snr_db(light: str, seed: int = 0) -> float:
 def test_low_light_lowers_snr() -> None:
     normal, low, dark = _snr_db("normal"), _snr_db("low"), _snr_db("dark")
     assert normal > low + 3 > dark + 6
+
+
+def test_small_pixel_camera_is_as_clean_by_day_and_far_noisier_in_the_dark() -> None:
+    large, small = rgb_camera("large-pixel"), rgb_camera("small-pixel")
+    assert large == RGBCameraConfig(max_exposure_s=0.9 / 30)  # the engine's default camera
+    assert _snr_db("normal", config=small) > 25 and _snr_db("normal", config=large) > 25
+    # 10x fewer electrons: shot-noise-limited SNR 10 dB lower (read noise adds a little)
+    assert _snr_db("dark", config=large) - _snr_db("dark", config=small) > 8
+    assert _snr_db("dark", config=small) < 10
+    with pytest.raises(ValueError, match="unknown RGB camera"):
+        rgb_camera("pinhole")
 
 
 def test_auto_exposure_lengthens_exposure_then_raises_gain() -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.synth.options import LIGHT_LEVELS
+from training.synth.options import LIGHT_LEVELS, RGB_CAMERAS
 
 
 def light_scale(level: str | float) -> float:
@@ -56,6 +56,16 @@ class RGBCameraConfig:
     max_gain: float = 16.0
     target_level: float = 0.18
     gamma: float = 2.2
+
+
+def rgb_camera(name: str, fps: float = 30.0) -> RGBCameraConfig:
+    """The :data:`~training.synth.options.RGB_CAMERAS` preset ``name`` at ``fps``.
+
+    The exposure stays below 0.9 / fps, as with the engine's default camera.
+    """
+    if name not in RGB_CAMERAS:
+        raise ValueError(f"unknown RGB camera {name!r}; choose one of {list(RGB_CAMERAS)}")
+    return RGBCameraConfig(fps=fps, max_exposure_s=0.9 / fps, **RGB_CAMERAS[name])
 
 
 def auto_exposure(

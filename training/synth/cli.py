@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from training.synth.options import LIGHT_LEVELS, MOTIONS, SENSOR_SIZES
+from training.synth.options import LIGHT_LEVELS, MOTIONS, RGB_CAMERAS, SENSOR_SIZES
 
 
 def _sensor(text: str) -> tuple[int, int]:
@@ -66,6 +66,13 @@ def add_synth_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         default=None,
         help="base head mesh (default: random per seed)",
     )
+    p.add_argument(
+        "--rgb-camera",
+        choices=tuple(RGB_CAMERAS),
+        default="large-pixel",
+        help="RGB sensor: large-pixel (DAVIS346-class APS, default) or small-pixel (~3 um CMOS: "
+        "10x fewer electrons, a noisy frame in the dark)",
+    )
     p.add_argument("--preview", metavar="PNG", help="also write a contact sheet PNG")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     return p
@@ -78,6 +85,7 @@ def run_synth(args: argparse.Namespace) -> int:
     from facealign_ros.bag import BagError
     from training.synth.assets import AssetError
     from training.synth.bagout import write_synth_bag
+    from training.synth.camera import rgb_camera
     from training.synth.engine import SensorConfig
     from training.synth.scene import SceneConfig
 
@@ -99,7 +107,9 @@ def run_synth(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as exc:
         return fail(str(exc))
-    sensor = SensorConfig(max_event_rate_hz=args.max_event_rate)
+    sensor = SensorConfig(
+        rgb=rgb_camera(args.rgb_camera, config.fps), max_event_rate_hz=args.max_event_rate
+    )
     result: dict = {}
     if args.out:
         try:

@@ -5,7 +5,8 @@ Seeds decide everything: bag ``k`` of a split uses seed ``base + k``, light leve
 light and motion. Held-out seeds (validation, test) never overlap the training seeds. Bags
 that already exist are kept (the command resumes an interrupted run). ``--first K`` starts
 every split at bag ``K``: more bags of new seeds beside an existing set, or one share of a
-set split between parallel runs.
+set split between parallel runs. ``--rgb-camera small-pixel`` records the RGB frames with a
+~3 um CMOS instead of the default DAVIS346-class sensor (same seeds: the same scenes).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.synth.options import LIGHT_LEVELS, MOTIONS
+from training.synth.options import LIGHT_LEVELS, MOTIONS, RGB_CAMERAS
 
 SPLIT_SEEDS = {"train": 1000, "val": 900_000, "test": 950_000}
 """First seed of each split."""
@@ -44,12 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first", type=int, default=0, help="index of the first bag of each split")
     p.add_argument("--seconds", type=float, default=6.0, help="seconds per bag")
     p.add_argument("--workers", type=int, default=1, help="render workers per bag")
+    p.add_argument("--rgb-camera", choices=tuple(RGB_CAMERAS), default="large-pixel",
+                   help="RGB sensor preset (training.synth.options.RGB_CAMERAS)")  # fmt: skip
     args = p.parse_args(argv)
     if args.first < 0 or min(args.train, args.val, args.test) < 0:
         p.error("--first and the bag counts must be >= 0")
 
     from training.synth.assets import AssetError
     from training.synth.bagout import write_synth_bag
+    from training.synth.camera import rgb_camera
+    from training.synth.engine import SensorConfig
     from training.synth.scene import SceneConfig
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.time()
             cfg = SceneConfig(seed=seed, seconds=args.seconds, light=light, motion=motion)
             try:
-                stats = write_synth_bag(path, cfg, workers=args.workers)
+                sensor = SensorConfig(rgb=rgb_camera(args.rgb_camera, cfg.fps))
+                stats = write_synth_bag(path, cfg, sensor, workers=args.workers)
             except AssetError as exc:  # e.g. no network for the head scans, no sdist given
                 sys.stderr.write(f"make_set: error: {name}: {exc}\n")
                 return 1

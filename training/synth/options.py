@@ -9,3 +9,15 @@ SENSOR_SIZES = ((346, 260), (640, 480), (1280, 720))
 
 MOTIONS = ("slow", "fast")
 """Head motion presets."""
+
+RGB_CAMERAS: dict[str, dict[str, float]] = {
+    "large-pixel": {},
+    "small-pixel": {"sensitivity_e_per_s": 1.5e5, "full_well_e": 6000.0, "read_noise_e": 2.5},
+}
+"""RGB sensor presets (overrides of :class:`training.synth.camera.RGBCameraConfig`).
+
+``large-pixel`` (default) is a DAVIS346-class APS (18.5 um pixels, low fill factor): ~1.5e6
+electrons/s for a white surface at 300 lux through f/2, ~25 e- per pixel in a 30 ms frame at
+``dark``. ``small-pixel`` is a ~3 um CMOS as in cabin cameras and webcams: 10x fewer electrons
+(~2.5 e- per pixel at ``dark``, ~40 at ``low``), a smaller well and lower read noise; the RGB
+camera of a rig that pairs a separate event camera with an ordinary RGB camera."""
