@@ -31,7 +31,7 @@ def test_shipped_weights_carry_their_recipe() -> None:
 
 def test_demo_end_to_end(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "facealign_ros.cli", "demo", "--light", "dark", "--seconds",
-           "0.5", "-o", str(tmp_path), "--json"]  # fmt: skip
+           "0.5", "--rgb-camera", "small-pixel", "-o", str(tmp_path), "--json"]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout.strip().splitlines()[-1])
@@ -43,3 +43,6 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert {"nme", "fr10", "auc10"} <= set(metrics)
     with BagReader(summary["output"]) as bag:
         assert bag.topics["/humans/faces/tracked"].count == 15
+    with BagReader(summary["input_bag"]) as bag:  # recorded with the small-pixel RGB camera
+        meta = json.loads(next(iter(bag.messages("/facealign/synth/metadata")))[2].data)
+    assert meta["sensor"]["rgb"]["sensitivity_e_per_s"] == 1.5e5

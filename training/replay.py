@@ -340,8 +340,16 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def add_demo_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``demo`` to the ``facealign`` sub-command parsers."""
+    from training.synth.options import RGB_CAMERAS
+
     p = sub.add_parser("demo", help="synthetic bag -> replay -> output bag, MP4, metrics")
     p.add_argument("--light", choices=("normal", "low", "dark"), default="normal")
+    p.add_argument(
+        "--rgb-camera",
+        choices=tuple(RGB_CAMERAS),
+        default="large-pixel",
+        help="RGB sensor of the synthetic bag (small-pixel: a noisy frame in the dark)",
+    )
     p.add_argument("--mode", choices=MODES, default="fused")
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--seed", type=int, default=0)
@@ -357,13 +365,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from facealign_ros.pipeline.draw import render_result
     from training.synth.bagout import write_synth_bag
+    from training.synth.camera import rgb_camera
+    from training.synth.engine import SensorConfig
     from training.synth.scene import SceneConfig
 
     out = args.out_dir / f"{args.light}_{args.mode}_seed{args.seed}_{time.strftime('%H%M%S')}"
     in_bag, out_bag, video = out / "input_bag", out / "output_bag", out / "annotated.mp4"
     out.mkdir(parents=True, exist_ok=True)
     scene = SceneConfig(seed=args.seed, seconds=args.seconds, light=args.light)
-    write_synth_bag(in_bag, scene)
+    write_synth_bag(in_bag, scene, SensorConfig(rgb=rgb_camera(args.rgb_camera, scene.fps)))
     writer: list[Any] = []
 
     def frame(r: FaceResult) -> None:
