@@ -13,10 +13,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_darker_rgb_hurts_rgb_only_and_leaves_events_alone(synth_bag: Path, json_command) -> None:
     out = json_command(
-        "-m", "training.bench.low_light_rgb", "--bags", str(synth_bag), "--light", "low",
+        "-m", "training.bench.low_light_rgb", "--bags", str(synth_bag), "--light", "all",
         "--electrons", "1", "--threads", "1", "--json",
     )  # fmt: skip
-    assert out["samples"] > 0 and out["light"] == "low"
+    assert out["samples"] > 0 and out["light"] == "all"  # the bag is low light: all = low
     recorded, dark = out["rows"]
     assert recorded["electrons"] == "recorded" and dark["electrons"] == 1.0
     assert dark["event_nme"] == recorded["event_nme"]  # events are not re-exposed
@@ -29,6 +29,7 @@ def test_a_light_level_without_samples_is_a_clear_error(synth_bag: Path) -> None
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert res.returncode == 2 and "no normal-light samples" in res.stderr
+    assert "--light all" in res.stderr
     bad = subprocess.run(
         [sys.executable, "-m", "training.bench.low_light_rgb", "--bags", "x", "--electrons", "0"],
         capture_output=True, text=True, check=False, timeout=300,

@@ -56,7 +56,7 @@ class ReexposedRGB:
 def measure(
     model_path: str, patterns: list[str], electrons: Sequence[float], light: str = "normal"
 ) -> dict:
-    """NME (inter-ocular, per mode) of the samples of ``light`` at each electron level."""
+    """NME (inter-ocular, per mode) of the samples of ``light`` (or ``all``) at each level."""
     from facealign_ros.face.landmarks import get_scheme
     from facealign_ros.model.checkpoint import load_checkpoint
     from facealign_ros.pipeline.config import default_model_path
@@ -67,10 +67,13 @@ def measure(
     model, meta = load_checkpoint(model_path or default_model_path(), device="cpu")
     cfg = dataset_config("bags", patterns, [], meta.preprocessing, "test")
     base = make_dataset(cfg, "test", 0)
-    code = LIGHT_NAMES.index(light)
-    keep = [i for i, (b, _, _) in enumerate(base.index) if base.bags[b].light == code]
+    code = LIGHT_NAMES.index(light) if light != "all" else None
+    keep = [i for i, (b, _, _) in enumerate(base.index) if code in (None, base.bags[b].light)]
     if not keep:
-        raise ValueError(f"no {light}-light samples in {patterns}")
+        raise ValueError(
+            f"no {light}-light samples in {patterns} (recordings without a light label, such as "
+            "your own: --light all)"
+        )
     scheme = get_scheme(meta.landmark_scheme)
     rows = []
     for level in [None, *electrons]:
@@ -102,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default="", help="checkpoint (default: the shipped weights)")
     p.add_argument("--bags", action="append", required=True, help="labelled bags (glob)")
     p.add_argument("--electrons", default="30,10,3,1", help="comma list of electrons per pixel")
-    p.add_argument("--light", default="normal", choices=("normal", "low", "dark"))
+    p.add_argument("--light", default="normal", choices=("normal", "low", "dark", "all"),
+                   help="samples of this synthetic light level (all: every sample)")  # fmt: skip
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
