@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from facealign_ros.events import empty_events
-from training.synth.camera import LIGHT_LEVELS, RGBCameraConfig, capture
+from training.synth.camera import LIGHT_LEVELS, RGBCameraConfig, capture, rgb_camera
 from training.synth.esim import EventConfig, EventSimulator
 from training.synth.occluders import bandwidth_limit, flicker
 from training.synth.scene import Interval, IntervalScene, Scene, SceneConfig
@@ -51,7 +51,7 @@ class SensorConfig:
 
     def rgb_for(self, scene: SceneConfig) -> RGBCameraConfig:
         """The RGB config used with ``scene``."""
-        return self.rgb or RGBCameraConfig(fps=scene.fps, max_exposure_s=0.9 / scene.fps)
+        return self.rgb or rgb_camera("large-pixel", scene.fps)
 
 
 @dataclass

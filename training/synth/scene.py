@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from training.synth.assets import HEAD_NAMES, load_head
-from training.synth.camera import RGBCameraConfig, auto_exposure, to_gray
+from training.synth.camera import RGBCameraConfig, auto_exposure, rgb_camera, to_gray
 from training.synth.esim import piecewise_sample_times
 from training.synth.expression import ExpressionRig, ExpressionTrack, landmarks70
 from training.synth.motion import HeadTrajectory, MotionConfig
@@ -251,7 +251,7 @@ class IntervalScene:
     def interval(self, k: int, camera: RGBCameraConfig | None = None) -> Interval:
         """Render frame interval ``k`` (1-based); see the module docstring."""
         cfg = self.config
-        cam_cfg = camera or RGBCameraConfig(fps=cfg.fps, max_exposure_s=0.9 / cfg.fps)
+        cam_cfg = camera or rgb_camera("large-pixel", cfg.fps)
         ends = cfg.frame_end_ns
         if not 1 <= k <= cfg.n_frames:
             raise ValueError(f"frame {k} outside 1..{cfg.n_frames}")
