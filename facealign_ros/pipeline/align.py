@@ -77,7 +77,11 @@ def load_detector(
             raise DetectorError(
                 "its model is not in the cache (`facealign fetch-detector` fetches it)"
             )
-        return BlazeFaceDetector(named or None, min_score=config.face_detector_threshold)
+        return BlazeFaceDetector(
+            named or None,
+            min_score=config.face_detector_threshold,
+            dim_level=config.face_detector_dim_level,
+        )
     except DetectorError as exc:
         if fallback:
             if warn is not None:

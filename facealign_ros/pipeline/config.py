@@ -49,6 +49,9 @@ class PipelineConfig:
         face_detector: one of :data:`FACE_DETECTORS`.
         face_detector_model: BlazeFace ``.tflite`` path; empty = the fetched one in the cache.
         face_detector_threshold: BlazeFace probability a face box needs.
+        face_detector_dim_level: frames whose 99.5th percentile is under this (0-255) are
+            blurred and contrast-stretched before BlazeFace looks at them (dark frames: fewer
+            detections off the face); 0 = never.
         redetect: while a face is tracked, BlazeFace (when in use) looks at each new RGB frame:
             the crop moves to the detected face on the tracked box (such a frame counts as a
             hit), and the track restarts at the best face where none is on it (a wrong lock);
@@ -96,6 +99,7 @@ class PipelineConfig:
     face_detector: str = "auto"
     face_detector_model: str = ""
     face_detector_threshold: float = 0.5
+    face_detector_dim_level: float = 100.0
     redetect: bool = True
     redetect_interval_ms: float = 0.0
     detect_threshold: float = 0.1
@@ -189,6 +193,7 @@ PARAMETER_RANGES: dict[str, tuple[float, float]] = {
     "rate_hz": (1.0, 1000.0),
     "torch_threads": (0, 64),
     "face_detector_threshold": (0.01, 1.0),
+    "face_detector_dim_level": (0.0, 255.0),
     "redetect_interval_ms": (0.0, 60_000.0),
     "detect_threshold": (0.0, 1.0),
     "track_threshold": (0.0, 1.0),
