@@ -66,16 +66,35 @@ def test_search_starts_at_the_detection_and_each_frame_re_frames_the_crop(model,
     assert len({r.face_id for r in results}) == 1
 
 
-def test_a_face_elsewhere_restarts_a_wrong_lock(model, bag_msgs):
+@pytest.mark.parametrize("looks", [1, 2, 3])
+def test_a_face_elsewhere_restarts_a_wrong_lock(model, bag_msgs, looks):
+    """Faces only elsewhere from the 4th look on: the track restarts at the ``looks``-th."""
     far = (10.0, 10.0, 70.0, 70.0)
     det = ScriptedDetector(lambda k, w: [BOX] if k < 3 else [far])
-    pipe = pipe_with(model, det, track_threshold=0.0)
+    pipe = pipe_with(model, det, track_threshold=0.0, redetect_looks=looks)
     results = run(pipe, bag_msgs)
     assert pipe.snapshot()["redetections"] == 1
     ids = [r.face_id for r in results]
-    assert ids[2] != ids[3] and len(set(ids[3:])) == 1 and results[3].detected
+    at = 2 + looks  # results[at] is the first answer of the new track
+    assert len(set(ids[:at])) == 1 and ids[at - 1] != ids[at] and len(set(ids[at:])) == 1
+    assert results[at].detected and not any(r.detected for r in results[1:at])
     want = box_from_detection(FaceDetection(far, 0.9, np.zeros((6, 2))), model.spec.box_scale)
-    assert results[3].debug.crop == pytest.approx((want.cx, want.cy, want.side))
+    assert results[at].debug.crop == pytest.approx((want.cx, want.cy, want.side))
+
+
+def test_one_false_detection_between_confirmations_keeps_the_track(model, bag_msgs):
+    """Single faces elsewhere between confirming looks (and looks of nothing): no restart."""
+    far = (10.0, 10.0, 70.0, 70.0)
+    script = {0: [BOX], 1: [far], 2: [], 3: [BOX], 4: [far], 5: [], 6: [], 7: [BOX]}
+    det = ScriptedDetector(lambda k, w: script.get(k % 8, []))
+    pipe = pipe_with(model, det, track_threshold=0.0, redetect_looks=2)
+    results = run(pipe, bag_msgs)
+    assert pipe.snapshot().get("redetections", 0) == 0 and len(det.calls) > 8
+    assert len({r.face_id for r in results}) == 1
+    # one look is enough when asked: the first face elsewhere restarts
+    pipe = pipe_with(model, ScriptedDetector(lambda k, w: script.get(k % 8, [])), redetect_looks=1)
+    run(pipe, bag_msgs)
+    assert pipe.snapshot()["redetections"] > 0
 
 
 def test_no_detection_falls_back_to_the_grid_and_keeps_the_track(model, bag_msgs):

@@ -141,6 +141,7 @@ class FaceStage:
         self._checked_frame: int | None = None
         self._confirmed_frame: int | None = None  # RGB stamp whose detection was on the track
         self._skip_frame = False  # the next new frame is not looked at
+        self._elsewhere = 0  # looks with faces only elsewhere since the last confirmation
         self._rgb_box: tuple[int, Box] | None = None  # (RGB stamp, crop box) of reused features
 
     def reset(self) -> None:
@@ -151,6 +152,7 @@ class FaceStage:
         self._checked_frame = None
         self._confirmed_frame = None
         self._skip_frame = False
+        self._elsewhere = 0
         self._rgb_box = None
         self.model.forget()
 
@@ -199,7 +201,8 @@ class FaceStage:
         this frame at the detection that overlaps the tracked box most (landmark boxes drift
         in scale on real faces; a detection's box does not), or one with ``restart``: faces
         were found and none overlaps the tracked box by more than :data:`REDETECT_IOU` nor is
-        centred in it (a wrong lock): restart at the best one. A small tracked face is looked
+        centred in it, for the ``redetect_looks``-th look since a look confirmed the track (a
+        wrong lock): restart at the best one. A small tracked face is looked
         for in a window around it (:data:`SMALL_FACE`) first, then, if none is there, in the
         whole frame. A frame whose detection is on the track counts as a hit whatever the
         network's confidence, for every answer that uses the frame (events mode answers a frame
@@ -235,9 +238,14 @@ class FaceStage:
             # a face centred in the tracked box is this face, its box drifted in scale
             on = [f for f in found if abs(f.cx - box.cx) < box.side / 2 > abs(f.cy - box.cy)]
             if not on:
+                self._elsewhere += 1
+                if self._elsewhere < c.redetect_looks:
+                    return None  # not yet: keep the box, no confirmation
+                self._elsewhere = 0
                 self.stats.count("redetections")
                 return BoxCheck(found[0], restart=True)
             k = found.index(on[0])
+        self._elsewhere = 0
         self._confirmed_frame = rgb_stamp
         self._skip_frame = overlap[k] >= AGREE_IOU
         return BoxCheck(found[k], restart=False)
@@ -313,6 +321,7 @@ class FaceStage:
                 self._last_search = t
             if found is not None:
                 pts, conf, box = found
+                self._elsewhere = 0
                 tr.start(pts, conf, t)
                 detected = True
                 self.stats.count("detections")

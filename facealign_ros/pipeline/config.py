@@ -57,6 +57,10 @@ class PipelineConfig:
             hit), and the track restarts at the best face where none is on it (a wrong lock);
             after a look where they agree closely the next frame is skipped.
         redetect_interval_ms: at most one such check this often (input time); 0 = every frame.
+        redetect_looks: looks that find faces only elsewhere, since a look last confirmed the
+            track, before it restarts. 2 keeps a good track through a single false detection
+            (dark, noisy frames) but corrects a real wrong lock later (docs/MODEL_CARD.md:
+            neither is better on the dark small-pixel test bags).
         detect_threshold: score (mean confidence x box plausibility) a detection needs.
         track_threshold: mean confidence under which a tracked frame counts as a miss.
         lost_after: consecutive misses after which the face is dropped ("no face").
@@ -102,6 +106,7 @@ class PipelineConfig:
     face_detector_dim_level: float = 100.0
     redetect: bool = True
     redetect_interval_ms: float = 0.0
+    redetect_looks: int = 1
     detect_threshold: float = 0.1
     track_threshold: float = 0.05
     lost_after: int = 3
@@ -195,6 +200,7 @@ PARAMETER_RANGES: dict[str, tuple[float, float]] = {
     "face_detector_threshold": (0.01, 1.0),
     "face_detector_dim_level": (0.0, 255.0),
     "redetect_interval_ms": (0.0, 60_000.0),
+    "redetect_looks": (1, 100),
     "detect_threshold": (0.0, 1.0),
     "track_threshold": (0.0, 1.0),
     "lost_after": (1, 1000),
