@@ -1,0 +1,38 @@
+"""``python -m training.bench.detector_frames`` end to end on a generated bag."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_counts_add_up_and_level_zero_changes_nothing(
+    synth_bag: Path, blazeface_model: Path, json_command
+) -> None:
+    out = json_command(
+        "-m", "training.bench.detector_frames", "--bags", str(synth_bag), "--every", "1",
+        "--dim-level", "0,255", "--model", str(blazeface_model), "--json",
+    )  # fmt: skip
+    off, always = out["levels"]
+    assert off["dim_level"] == 0 and always["dim_level"] == 255 and out["every"] == 1
+    for lv in (off, always):
+        assert lv["frames"] > 0 and lv["on"] + lv["off"] + lv["none"] == lv["frames"]
+        assert [r["bag"] for r in lv["rows"]] == [synth_bag.name]
+    assert off["dim"] == 0 and always["dim"] == always["frames"]  # 255: every frame is dim
+    assert off["on"] > 0  # the low-light synthetic face is found as it is
+
+
+def test_bad_arguments_are_clear_errors(tmp_path: Path) -> None:
+    def bench(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "training.bench.detector_frames", *args],
+            capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
+
+    res = bench("--bags", str(tmp_path / "nothing"))
+    assert res.returncode == 2 and "no such bag" in res.stderr
+    res = bench("--bags", "x", "--dim-level", "300")
+    assert res.returncode == 2 and "0-255" in res.stderr
+    res = bench("--bags", "x", "--every", "0")
+    assert res.returncode == 2 and "--every" in res.stderr
