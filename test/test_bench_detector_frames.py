@@ -23,7 +23,9 @@ def test_counts_add_up_and_level_zero_changes_nothing(
     assert off["on"] > 0  # the low-light synthetic face is found as it is
 
 
-def test_bad_arguments_are_clear_errors(tmp_path: Path) -> None:
+def test_bad_arguments_are_clear_errors(
+    synth_bag: Path, blazeface_model: Path, tmp_path: Path
+) -> None:
     def bench(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "training.bench.detector_frames", *args],
@@ -36,3 +38,15 @@ def test_bad_arguments_are_clear_errors(tmp_path: Path) -> None:
     assert res.returncode == 2 and "0-255" in res.stderr
     res = bench("--bags", "x", "--every", "0")
     assert res.returncode == 2 and "--every" in res.stderr
+    from facealign_ros import topics
+    from facealign_ros.bag import BagReader, BagWriter
+
+    unlabelled = tmp_path / "unlabelled"  # the images, no ground truth
+    with BagReader(synth_bag) as bag, BagWriter(unlabelled) as out:
+        out.add_topic(topics.IMAGE, bag.topics[topics.IMAGE].msgtype)
+        for topic, stamp, msg in bag.messages([topics.IMAGE]):
+            out.write(topic, stamp, msg)
+    res = bench("--bags", str(unlabelled))  # the test run's cache has no detector model
+    assert res.returncode == 2 and "fetch-detector" in res.stderr
+    res = bench("--bags", str(unlabelled), "--model", str(blazeface_model))
+    assert res.returncode == 2 and str(unlabelled) in res.stderr and "ground truth" in res.stderr
