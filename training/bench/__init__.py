@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+
+def expand_bags(patterns: Sequence[str], prog: str) -> list[Path] | None:
+    """The bags that paths or glob ``patterns`` name, sorted, or None when there are none.
+
+    A missing path (or a pattern matching nothing) is named on stderr, prefixed ``prog:``.
+    """
+    bags = sorted({Path(f) for pat in patterns for f in (glob.glob(pat) or [pat])})
+    missing = [str(b) for b in bags if not b.exists()]
+    if missing or not bags:
+        sys.stderr.write(f"{prog}: no such bag(s): {missing or list(patterns)}\n")
+        return None
+    return bags
 
 
 def write_result(result: Mapping[str, Any], as_json: bool) -> None:

@@ -18,7 +18,6 @@ The model comes from the cache (``facealign fetch-detector``) or ``--model``.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 from collections.abc import Sequence
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from training.bench import expand_bags
 
 COUNTS = ("frames", "on", "off", "none", "dim")
 
@@ -114,10 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.every < 1:
         sys.stderr.write("detector_frames: --every must be >= 1\n")
         return 2
-    bags = sorted({Path(f) for pat in args.bags for f in (glob.glob(pat) or [pat])})
-    missing = [str(b) for b in bags if not b.exists()]
-    if missing or not bags:
-        sys.stderr.write(f"detector_frames: no such bag(s): {missing or args.bags}\n")
+    bags = expand_bags(args.bags, "detector_frames")
+    if bags is None:
         return 2
     from facealign_ros.bag import BagError
     from facealign_ros.face.detector import DetectorError

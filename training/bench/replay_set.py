@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from training.bench import expand_bags
+
 COUNTERS = ("detect_runs", "detections", "detector_runs", "box_corrections", "redetections")
 
 
@@ -93,10 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     group = {pat: {Path(f).name for f in (glob.glob(pat) or [pat])} for pat in args.bags}
-    bags = sorted({Path(f) for pat in args.bags for f in (glob.glob(pat) or [pat])})
-    missing = [str(b) for b in bags if not b.exists()]
-    if missing or not bags:
-        sys.stderr.write(f"replay_set: no such bag(s): {missing or args.bags}\n")
+    bags = expand_bags(args.bags, "replay_set")
+    if bags is None:
         return 2
     from facealign_ros.bag import BagError
     from facealign_ros.face.detector import DetectorError
