@@ -1,0 +1,34 @@
+"""``python -m training.bench.replay_set`` end to end on a generated bag."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_variants_side_by_side(synth_bag: Path, json_command) -> None:
+    out = json_command(
+        "-m", "training.bench.replay_set", "--bags", str(synth_bag), "--param", "torch_threads=1",
+        "--variant", "redetect_looks=1", "--variant", "redetect_looks=2,warm_start=false", "--json",
+    )  # fmt: skip
+    assert out["base"] == {"torch_threads": 1}
+    first, second = out["variants"]
+    assert first["params"] == {"redetect_looks": 1}
+    assert second["params"] == {"redetect_looks": 2, "warm_start": False}
+    for v in (first, second):
+        assert v["bags"] == 1 and [r["bag"] for r in v["rows"]] == [synth_bag.name]
+        assert 0 < v["mean_nme"] < 1 and v["mean_coverage"] > 0.5 and v["detect_runs"] >= 1
+
+
+def test_bad_bags_and_parameters_are_clear_errors(tmp_path: Path, synth_bag: Path) -> None:
+    def bench(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "training.bench.replay_set", *args],
+            capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
+
+    res = bench("--bags", str(tmp_path / "nothing"))
+    assert res.returncode == 2 and "no such bag" in res.stderr and "nothing" in res.stderr
+    res = bench("--bags", str(synth_bag), "--variant", "redetect_looks=0")
+    assert res.returncode == 2 and "redetect_looks" in res.stderr
