@@ -66,16 +66,17 @@ def run(
     from facealign_ros.pipeline.align import REDETECT_IOU, box_from_detection
 
     scale = 1.25  # any framing does: both boxes use it
-    detectors = [BlazeFaceDetector(model, dim_level=lv) for lv in levels]
+    det = BlazeFaceDetector(model)  # dim_level 0: each level's frame is brightened here, once
     rows: list[list[dict[str, Any]]] = [[] for _ in levels]
     for bag in bags:
         frames = _frames(bag, every)
-        for k, (level, det) in enumerate(zip(levels, detectors, strict=True)):
+        for k, level in enumerate(levels):
             c = dict.fromkeys(COUNTS, 0)
             for rgb, pts, vis in frames:
                 c["frames"] += 1
-                c["dim"] += int(brighten_dim(rgb, level) is not rgb)
-                found = det.detect(rgb)
+                seen = brighten_dim(rgb, level)
+                c["dim"] += int(seen is not rgb)
+                found = det.detect(seen)
                 if not found:
                     c["none"] += 1
                     continue
