@@ -17,6 +17,19 @@ settings.register_profile("facealign", derandomize=True)
 settings.load_profile("facealign")
 
 
+def _python(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python ARGS`` with this interpreter, output captured as text, any exit status."""
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, check=False, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def python_command() -> Callable[..., subprocess.CompletedProcess]:
+    """``run(*args, timeout=600)``: runs ``python ARGS``; returns the completed process."""
+    return _python
+
+
 @pytest.fixture(scope="session")
 def json_command() -> Callable[..., dict]:
     """``run(*args, timeout=600)``: runs ``python ARGS``; returns its one-line JSON output.
@@ -25,9 +38,7 @@ def json_command() -> Callable[..., dict]:
     """
 
     def run(*args: str, timeout: float = 600) -> dict:
-        res = subprocess.run(
-            [sys.executable, *args], capture_output=True, text=True, check=False, timeout=timeout
-        )
+        res = _python(*args, timeout=timeout)
         assert res.returncode == 0, res.stderr
         lines = res.stdout.strip().splitlines()
         assert len(lines) == 1, res.stdout[-2000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 
@@ -24,13 +23,10 @@ def test_counts_add_up_and_level_zero_changes_nothing(
 
 
 def test_bad_arguments_are_clear_errors(
-    synth_bag: Path, blazeface_model: Path, tmp_path: Path
+    synth_bag: Path, blazeface_model: Path, tmp_path: Path, python_command
 ) -> None:
     def bench(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "training.bench.detector_frames", *args],
-            capture_output=True, text=True, check=False, timeout=300,
-        )  # fmt: skip
+        return python_command("-m", "training.bench.detector_frames", *args, timeout=300)
 
     res = bench("--bags", str(tmp_path / "nothing"))
     assert res.returncode == 2 and "no such bag" in res.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 
@@ -21,12 +20,11 @@ def test_variants_side_by_side(synth_bag: Path, json_command) -> None:
         assert 0 < v["mean_nme"] < 1 and v["mean_coverage"] > 0.5 and v["detect_runs"] >= 1
 
 
-def test_bad_bags_and_parameters_are_clear_errors(tmp_path: Path, synth_bag: Path) -> None:
+def test_bad_bags_and_parameters_are_clear_errors(
+    tmp_path: Path, synth_bag: Path, python_command
+) -> None:
     def bench(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "training.bench.replay_set", *args],
-            capture_output=True, text=True, check=False, timeout=300,
-        )  # fmt: skip
+        return python_command("-m", "training.bench.replay_set", *args, timeout=300)
 
     res = bench("--bags", str(tmp_path / "nothing"))
     assert res.returncode == 2 and "no such bag" in res.stderr and "nothing" in res.stderr
