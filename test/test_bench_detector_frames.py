@@ -20,6 +20,14 @@ def test_counts_add_up_and_level_zero_changes_nothing(
         assert [r["bag"] for r in lv["rows"]] == [synth_bag.name]
     assert off["dim"] == 0 and always["dim"] == always["frames"]  # 255: every frame is dim
     assert off["on"] > 0  # the low-light synthetic face is found as it is
+    # framing of the detections on the face, by the frames they were found in
+    assert off["framing"]["other"]["n"] == off["on"] and off["framing"]["dim"]["n"] == 0
+    assert always["framing"]["dim"]["n"] == always["on"] and always["framing"]["other"]["n"] == 0
+    q25, median, q75 = off["framing"]["other"]["extent"]
+    assert 0.7 < q25 <= median <= q75 < 1.5  # BlazeFace's box is about the landmark extent
+    q25, median, q75 = off["framing"]["other"]["drop"]
+    assert -0.3 < q25 <= median <= q75 < 0.3
+    assert off["framing"]["dim"]["extent"] is None
 
 
 def test_bad_arguments_are_clear_errors(

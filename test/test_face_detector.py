@@ -331,10 +331,12 @@ def test_dim_frames_find_the_face_and_dark_noise_finds_nothing(blazeface_model: 
     dark = np.clip(electrons * 3, 0, 255).astype(np.uint8)
     assert np.percentile(dark, 99.5) < 100
     found = det.detect(dark)
-    assert found
+    assert found and all(d.brightened for d in found)  # framed as dim-frame detections
     lo, hi = p.points.min(axis=0), p.points.max(axis=0)
     c = np.array(found[0].centre)
     assert np.all(c > lo) and np.all(c < hi)  # the best box is centred on the face
     shape = (260, 346, 3)
     noise = (rng.poisson(3.0, shape) + rng.normal(0, 2.5, shape)) * 3
     assert det.detect(np.clip(noise, 0, 255).astype(np.uint8)) == []
+    found = det.detect(p.image)
+    assert found and not any(d.brightened for d in found)  # a bright frame as it is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,21 @@ def test_search_starts_at_the_detection_and_each_frame_re_frames_the_crop(model,
     assert snap["detector_runs"] == frames == len(det.calls)  # one look per frame
     assert snap["box_corrections"] == frames - 1 and snap.get("redetections", 0) == 0
     assert len({r.face_id for r in results}) == 1
+
+
+def test_dim_frame_detections_are_framed_with_their_own_constants(monkeypatch) -> None:
+    from facealign_ros.pipeline import align
+
+    monkeypatch.setattr(align, "DIM_DETECTION_EXTENT", 1.5)
+    monkeypatch.setattr(align, "DIM_DETECTION_DROP", 0.1)
+    # side 40, centre (120, 70)
+    det = FaceDetection((100.0, 50.0, 140.0, 90.0), 0.9, np.zeros((6, 2)))
+    plain = box_from_detection(det, 1.25)
+    assert (plain.cx, plain.cy, plain.side) == pytest.approx(
+        (120, 70 + align.DETECTION_DROP * 40, 40 * align.DETECTION_EXTENT * 1.25)
+    )
+    dim = box_from_detection(dataclasses.replace(det, brightened=True), 1.25)
+    assert (dim.cx, dim.cy, dim.side) == pytest.approx((120, 74, 40 * 1.5 * 1.25))
 
 
 @pytest.mark.parametrize("looks", [1, 2, 3])

@@ -17,6 +17,7 @@ non-maximum suppression (IoU > 0.3), as MediaPipe does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,11 +96,14 @@ class FaceDetection:
             cheek; not a landmark box).
         score: detection probability in [0, 1].
         keypoints: ``(6, 2)`` pixels, in :data:`KEYPOINTS` order.
+        brightened: found in a dim frame after :func:`brighten_dim` (its boxes sit differently
+            on the face: ``facealign_ros.pipeline.align.box_from_detection``).
     """
 
     box: tuple[float, float, float, float]
     score: float
     keypoints: np.ndarray
+    brightened: bool = False
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -245,6 +249,7 @@ class BlazeFaceDetector:
             ValueError: an empty frame or one that is not ``(H, W)`` / ``(H, W, 3)`` uint8, or
                 a window without a positive finite side.
         """
+        rgb = np.asarray(rgb)
         frame = brighten_dim(rgb, self.dim_level)
         inputs = [letterbox(frame, w) for w in (windows if windows is not None else [None])]
         if not inputs:
@@ -256,7 +261,10 @@ class BlazeFaceDetector:
         boxes = np.concatenate([p[0] for p in parts])
         kps = np.concatenate([p[1] for p in parts])
         probs = np.concatenate([p[2] for p in parts])
-        return merge(boxes, kps, probs, self.iou_threshold)
+        found = merge(boxes, kps, probs, self.iou_threshold)
+        if frame is not rgb:
+            found = [dataclasses.replace(d, brightened=True) for d in found]
+        return found
 
 
 def letterbox(

@@ -44,6 +44,10 @@ DETECTION_EXTENT = 1.04
 training bags; 1.00 on the real-photo development set)."""
 DETECTION_DROP = 0.045
 """Landmark-box centre below the BlazeFace box centre, per box side (synthetic median 0.044)."""
+DIM_DETECTION_EXTENT = 1.04
+"""``DETECTION_EXTENT`` for a detection in a brightened dim frame (``brighten_dim``)."""
+DIM_DETECTION_DROP = 0.045
+"""``DETECTION_DROP`` for a detection in a brightened dim frame."""
 SMALL_FACE = 0.2
 """Faces smaller than this share of the frame's long side are looked for in a window around
 the tracked box (BlazeFace short range misses faces under ~15 % of its input)."""
@@ -103,10 +107,20 @@ class BoxCheck(NamedTuple):
 
 
 def box_from_detection(det: FaceDetection, box_scale: float) -> Box:
-    """The network's crop for a BlazeFace detection (framed as ``box_from_landmarks`` would)."""
+    """The network's crop for a BlazeFace detection (framed as ``box_from_landmarks`` would).
+
+    A detection in a brightened dim frame (``det.brightened``) is framed with
+    :data:`DIM_DETECTION_EXTENT` and :data:`DIM_DETECTION_DROP`, any other with
+    :data:`DETECTION_EXTENT` and :data:`DETECTION_DROP`.
+    """
     cx, cy = det.centre
     side = det.side
-    return Box(cx, cy + DETECTION_DROP * side, max(side * DETECTION_EXTENT * box_scale, 1.0))
+    extent, drop = (
+        (DIM_DETECTION_EXTENT, DIM_DETECTION_DROP)
+        if det.brightened
+        else (DETECTION_EXTENT, DETECTION_DROP)
+    )
+    return Box(cx, cy + drop * side, max(side * extent * box_scale, 1.0))
 
 
 class FaceStage:

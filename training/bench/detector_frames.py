@@ -7,7 +7,11 @@ detection, framed as the node frames it (:func:`~facealign_ros.pipeline.align.bo
 is compared with the ground-truth face box (the landmark extent, same framing): *on* the face
 when they overlap by more than the node's wrong-lock limit (IoU > ``REDETECT_IOU``), *off* it
 otherwise, *none* without a detection. Reported per level: frames, on, off, none, and how many
-frames were dim (changed by the level); one row per bag.
+frames were dim (changed by the level); one row per bag. For the detections on the face, the
+framing the node's constants stand for (``DETECTION_EXTENT``, ``DETECTION_DROP`` and their dim
+frame counterparts): the landmark extent's side per detection side and the landmark-box centre
+below the detection's, per detection side — median and quartiles, over dim and other frames apart
+(``framing``).
 
     python -m training.bench.detector_frames --bags 'data/synth_smallpix/test_*dark*' \\
         --dim-level 0,100 --every 3
@@ -18,6 +22,7 @@ The model comes from the cache (``facealign fetch-detector``) or ``--model``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -29,6 +34,20 @@ import numpy as np
 from training.bench import expand_bags
 
 COUNTS = ("frames", "on", "off", "none", "dim")
+FRAMING = ("extent", "drop")
+
+
+def framing_summary(samples: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """``{"n", "extent": [q25, median, q75], "drop": [...]}`` of ``(extent, drop)`` samples."""
+    arr = np.asarray(samples, np.float64).reshape(-1, 2)
+    out: dict[str, Any] = {"n": len(arr)}
+    for k, name in enumerate(FRAMING):
+        out[name] = (
+            [round(float(q), 4) for q in np.percentile(arr[:, k], (25, 50, 75))]
+            if len(arr)
+            else None
+        )
+    return out
 
 
 def _frames(bag: Path, every: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -68,6 +87,7 @@ def run(
     scale = 1.25  # any framing does: both boxes use it
     det = BlazeFaceDetector(model)  # dim_level 0: each level's frame is brightened here, once
     rows: list[list[dict[str, Any]]] = [[] for _ in levels]
+    framing: list[dict[bool, list[tuple[float, float]]]] = [{False: [], True: []} for _ in levels]
     for bag in bags:
         frames = _frames(bag, every)
         for k, level in enumerate(levels):
@@ -75,20 +95,31 @@ def run(
             for rgb, pts, vis in frames:
                 c["frames"] += 1
                 seen = brighten_dim(rgb, level)
-                c["dim"] += int(seen is not rgb)
+                dim = seen is not rgb
+                c["dim"] += int(dim)
                 found = det.detect(seen)
                 if not found:
                     c["none"] += 1
                     continue
+                best = dataclasses.replace(found[0], brightened=dim)
                 face = box_from_landmarks(pts, vis, scale)
-                on = box_from_detection(found[0], scale).iou(face) > REDETECT_IOU
+                on = box_from_detection(best, scale).iou(face) > REDETECT_IOU
                 c["on" if on else "off"] += 1
+                if on:
+                    extent = face.side / scale
+                    drop = face.cy - best.centre[1]
+                    framing[k][dim].append((extent / best.side, drop / best.side))
             rows[k].append({"bag": bag.name, **c})
     return {
         "every": every,
         "levels": [
-            {"dim_level": lv, **{n: sum(r[n] for r in rs) for n in COUNTS}, "rows": rs}
-            for lv, rs in zip(levels, rows, strict=True)
+            {
+                "dim_level": lv,
+                **{n: sum(r[n] for r in rs) for n in COUNTS},
+                "framing": {"dim": framing_summary(fr[True]), "other": framing_summary(fr[False])},
+                "rows": rs,
+            }
+            for lv, rs, fr in zip(levels, rows, framing, strict=True)
         ],
     }
 
@@ -135,6 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"dim_level {lv['dim_level']:g}: {lv['frames']} frames ({lv['dim']} dim): best box on "
             f"the face {lv['on']}, off it {lv['off']}, no detection {lv['none']}\n"
         )
+        for kind, f in lv["framing"].items():
+            if f["n"]:
+                sys.stdout.write(
+                    f"  {kind} frames, {f['n']} detections on the face: extent per side "
+                    f"{f['extent'][1]:.3f} (IQR {f['extent'][0]:.3f}-{f['extent'][2]:.3f}), "
+                    f"drop per side {f['drop'][1]:.3f} "
+                    f"(IQR {f['drop'][0]:.3f}-{f['drop'][2]:.3f})\n"
+                )
     return 0
 
 
