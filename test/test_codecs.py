@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -263,6 +265,24 @@ def test_non_bytes_payload_refused() -> None:
         Decoder("evt3", W, H).decode(np.zeros(4, dtype=np.float32))
     with pytest.raises(DecodeError, match="evt3"):
         Decoder("evt3", W, H).decode(12)
+    with pytest.raises(DecodeError, match="'H'"):
+        Decoder("evt3", W, H).decode(array.array("H", [1, 2]))
+
+
+@pytest.mark.parametrize("encoding", DECODE_ENCODINGS)
+def test_rclpy_array_payload_decodes_like_bytes(encoding: str) -> None:
+    # rclpy hands uint8[] fields (EventPacket.events) over as array.array("B")
+    rng = np.random.default_rng(7)
+    ev = make_events(np.arange(50) * 1000, rng.integers(0, W, 50), rng.integers(0, H, 50), 1)
+    if encoding in ("evt3", "mono"):
+        payload = encode(ev, encoding, W, H)
+    else:
+        payload = rng.integers(0, 256, 8 * 50 + 3, dtype=np.uint8).tobytes()
+    ref, dec = Decoder(encoding, W, H), Decoder(encoding, W, H)
+    want = ref.decode(payload, time_base=10**9)
+    got = dec.decode(array.array("B", payload), time_base=10**9)
+    assert np.array_equal(got, want) and dec.stats == ref.stats
+    assert dec.decode(array.array("B")).size == 0
 
 
 def test_encode_rejects_out_of_sensor_and_bad_mono_offsets() -> None:

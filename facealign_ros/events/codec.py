@@ -6,6 +6,7 @@ Supported encodings (as in ``event_camera_msgs/EventPacket.encoding``): ``evt3``
 
 from __future__ import annotations
 
+import array
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,12 @@ def _as_bytes_array(payload: Any, encoding: str) -> np.ndarray:
             )
         return np.ascontiguousarray(payload.reshape(-1))
     if isinstance(payload, (bytes, bytearray, memoryview)):
+        return np.frombuffer(payload, dtype=np.uint8)
+    if isinstance(payload, array.array):  # rclpy's uint8[] fields: array.array("B")
+        if payload.itemsize != 1:
+            raise DecodeError(
+                f"{encoding} payload must be bytes, got an array.array of {payload.typecode!r}"
+            )
         return np.frombuffer(payload, dtype=np.uint8)
     if isinstance(payload, (list, tuple)):
         try:
@@ -94,7 +101,8 @@ class Decoder:
         """Decode one packet payload.
 
         Args:
-            payload: the packet's ``events`` bytes (bytes, bytearray, memoryview or uint8 array).
+            payload: the packet's ``events`` bytes (bytes, bytearray, memoryview, uint8 array,
+                or the ``array.array("B")`` rclpy messages hold).
             time_base: the packet's ``time_base`` in ns (unused by ``evt3``).
             is_bigendian: the packet's ``is_bigendian`` flag; big-endian payloads are refused.
 
