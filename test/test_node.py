@@ -62,6 +62,20 @@ def test_split_parameters_round_trip():
         node.split_parameters(values)
 
 
+def test_node_uses_only_what_the_pipeline_has():
+    # the node runs only under rclpy: a pipeline attribute it misspells fails in the field only
+    import re
+
+    from facealign_ros.pipeline import Pipeline
+
+    core = (ROOT / "facealign_ros" / "pipeline" / "core.py").read_text()
+    has = set(dir(Pipeline)) | set(re.findall(r"^ {8}self\.(\w+)(?::[^=]*)? = ", core, re.M))
+    src = (ROOT / "facealign_ros" / "node.py").read_text()
+    used = set(re.findall(r"(?:self\.pipeline|\bpipe)\.(\w+)", src))
+    assert {"on_events", "intrinsics", "face", "snapshot"} <= used
+    assert sorted(used - has) == []
+
+
 class FakePub:
     def __init__(self, topic: str, typename: str) -> None:
         self.topic, self.typename, self.sent = topic, typename, []

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from facealign_ros.bag import BagReader, make_event_packet, msg_class
 from facealign_ros.events import encode, make_events
+from facealign_ros.face.pose import euler_to_matrix, mean_face_68, rotation_error_deg
 from facealign_ros.face.preprocess import InputSpec
-from facealign_ros.messages import image_to_msg
+from facealign_ros.messages import header, image_to_msg
 from facealign_ros.model import CMFA, lite_config, save_checkpoint
 from facealign_ros.pipeline import (
     DROP_REASONS,
@@ -281,6 +283,43 @@ def test_missing_events_answers_from_rgb(model):
     assert pipe.stats.drops["missing_events"] == 1
 
 
+def camera_info(K, w=W, h=H, model="plumb_bob", d=(0.0,) * 5):
+    info = msg_class("sensor_msgs/msg/CameraInfo")
+    roi = msg_class("sensor_msgs/msg/RegionOfInterest")
+    return info(header=header(msg_class, T0, "cam"), height=h, width=w, distortion_model=model,
+                d=np.asarray(d, float), k=np.asarray(K, float).ravel(), r=np.eye(3).ravel(),
+                p=np.zeros(12), binning_x=0, binning_y=0,
+                roi=roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))  # fmt: skip
+
+
+def test_camera_info_intrinsics_and_distortion_feed_head_pose(model):
+    K = np.array([[260.0, 0, 170], [0, 260, 128], [0, 0, 1]])
+    pipe = make_pipe(model)
+    bad = [
+        camera_info(np.zeros(9)),
+        camera_info(K, d=[np.nan] * 5),
+        camera_info(K, model="kannala_brandt_x", d=[0.1] * 4),
+        camera_info(K, d=[0.1] * 3),
+    ]
+    assert not any(pipe.on_camera_info(m) for m in bad)
+    assert pipe.stats.drops["bad_camera_info"] == 4
+    assert pipe.on_camera_info(camera_info(K * [[2], [2], [1]], w=2 * W, h=2 * H))
+    assert np.allclose(pipe.intrinsics((W, H)), K)  # scaled to the sensor
+    # landmarks seen through a strongly distorted lens: PnP must undistort them first
+    R, t = euler_to_matrix(*np.radians([25.0, -10.0, 5.0])), np.array([0.12, 0.04, 0.45])
+    for dist_model, d in (("plumb_bob", [-0.3, 0.1, 0.0, 0.0, 0.0]),
+                          ("equidistant", [0.05, -0.02, 0.0, 0.0])):  # fmt: skip
+        assert pipe.on_camera_info(camera_info(K, model=dist_model, d=d))
+        rvec = cv2.Rodrigues(R)[0]
+        project = cv2.fisheye.projectPoints if dist_model == "equidistant" else cv2.projectPoints
+        obj = mean_face_68().reshape(-1, 1, 3)
+        pts = project(obj, rvec, t, K, np.asarray(d))[0].reshape(-1, 2)
+        pts70 = np.vstack([pts, pts[[36, 42]]])
+        pose = pipe.face._pose(pts70, np.ones(70), (W, H), None)
+        assert pose is not None and rotation_error_deg(pose.rotation, R) < 0.05, dist_model
+        assert np.allclose(pose.translation, t, atol=1e-3)
+
+
 def test_event_flood_windows_are_bounded(model):
     pipe = make_pipe(model, mode="events", rate_hz=100.0, max_window_events=2000)
     pipe.on_events(packet(np.linspace(0, 20_000, 50_000).astype(np.int64), T0), 0)
@@ -336,6 +375,20 @@ def test_config_validation():
     cfg = PipelineConfig(mode="events")
     assert PipelineConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.model_path.name == "cmfa_lite.safetensors"
+    assert PipelineConfig(model=Path("m.safetensors"), rate_hz=30).model == "m.safetensors"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"rate_hz": None}, {"lost_after": 2.5}, {"detect_candidates": True}, {"smoothing": "no"},
+     {"model": None}, {"device": "cuda:x"}, {"homography": None}, {"sensor_width": 640}],
+)  # fmt: skip
+def test_config_refuses_wrong_types_with_the_field_named(bad):
+    # e.g. `replay --param rate_hz=null` or `detect_candidates=3.7`: a ValueError naming the field
+    # (replay and the node report those), never a TypeError nor a value that fails later
+    (name,) = bad
+    with pytest.raises(ValueError, match=f"invalid PipelineConfig: {name}"):
+        PipelineConfig.from_dict(bad)
 
 
 def test_warm_start_is_re_anchored_by_cold_passes(model, bag_msgs, monkeypatch):

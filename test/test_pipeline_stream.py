@@ -7,7 +7,8 @@ import pytest
 
 from facealign_ros.bag import make_event_packet
 from facealign_ros.events import encode, make_events
-from facealign_ros.pipeline import EventStream, InputError
+from facealign_ros.pipeline import EventStream, InputError, PipelineConfig
+from facealign_ros.pipeline.config import MAX_SENSOR_SIDE
 
 W, H = 64, 48
 T0 = 1_700_000_000 * 10**9
@@ -99,3 +100,18 @@ def test_new_camera_geometry_after_many_packets():
             reasons.append(exc.reason)
     assert reasons == ["packet_mismatch"] * 19
     assert s.size == (32, 32)
+
+
+@pytest.mark.parametrize("size", [(MAX_SENSOR_SIDE + 1, H), (W, 32768), (32768, 32768)])
+def test_implausible_sensor_size_is_refused(size):
+    # a packet claiming a huge sensor would lock the stream onto it, and every face search then
+    # needs GBs (32768 px: far past any machine's memory)
+    s = stream()
+    ev = make_events([0], [1], [1], [1])
+    with pytest.raises(InputError, match=str(MAX_SENSOR_SIDE)) as err:
+        s.push(make_event_packet(encode(ev, "evt3", W, H), *size, "evt3", 0, 0, T0))
+    assert err.value.reason == "bad_packet" and s.size is None
+    s.push(make_event_packet(encode(ev, "evt3", W, H), W, H, "evt3", 1, 0, T0))
+    assert s.size == (W, H)
+    with pytest.raises(ValueError, match="sensor_width"):
+        PipelineConfig(sensor_width=MAX_SENSOR_SIDE + 1, sensor_height=H)

@@ -51,6 +51,59 @@ def matrix_to_euler(rotation: np.ndarray) -> np.ndarray:
     return np.stack([yaw, pitch, roll], axis=-1)
 
 
+DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
+"""``sensor_msgs/CameraInfo`` distortion models :func:`undistort_points` handles."""
+_PINHOLE_SIZES = (4, 5, 8, 12, 14)  # coefficient counts OpenCV's pinhole model accepts
+
+
+def camera_distortion(model: str, coeffs: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """A CameraInfo's ``distortion_model`` and ``d`` -> ``(model, coefficients)``, None if none.
+
+    Args:
+        model: one of :data:`DISTORTION_MODELS` (ROS ``D`` order is OpenCV's order).
+        coeffs: ``(N,)`` coefficients; all zero (or none) means no distortion, whatever the model.
+
+    Raises:
+        ValueError: non-finite coefficients, a count the model cannot take, or an unknown model
+            with non-zero coefficients.
+    """
+    d = np.asarray(coeffs, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"distortion coefficients {d.tolist()} are not finite")
+    if not np.any(d):
+        return None
+    if model not in DISTORTION_MODELS:
+        known = ", ".join(DISTORTION_MODELS)
+        raise ValueError(f"distortion model {model!r} with D={d.tolist()}: not one of {known}")
+    if model == "equidistant":
+        if d.size < 4 or np.any(d[4:]):
+            raise ValueError(f"equidistant distortion needs 4 coefficients, got {d.tolist()}")
+        return model, d[:4].copy()
+    if d.size not in _PINHOLE_SIZES:
+        sizes = ", ".join(map(str, _PINHOLE_SIZES))
+        raise ValueError(f"{model} distortion with {d.size} coefficients (OpenCV takes {sizes})")
+    return model, d
+
+
+def undistort_points(
+    points_px: np.ndarray, K: np.ndarray, distortion: tuple[str, np.ndarray]
+) -> np.ndarray:
+    """``(N, 2)`` pixels of the distorted image -> pixels of the ideal pinhole camera ``K``.
+
+    Args:
+        points_px: ``(N, 2)`` pixels; NaN rows stay NaN.
+        K: ``(3, 3)`` camera matrix.
+        distortion: ``(model, coefficients)`` from :func:`camera_distortion`.
+    """
+    pts = np.asarray(points_px, dtype=np.float64).reshape(-1, 1, 2)
+    model, d = distortion
+    if model == "equidistant":
+        out = cv2.fisheye.undistortPoints(pts, K, d, P=K)
+    else:
+        out = cv2.undistortPoints(pts, K, d, P=K)
+    return out.reshape(-1, 2)
+
+
 def default_intrinsics(width: int, height: int, hfov_deg: float = 70.0) -> np.ndarray:
     """Pinhole ``K`` for a camera without calibration: principal point at the centre."""
     f = (width / 2) / np.tan(np.radians(hfov_deg) / 2)

@@ -25,7 +25,7 @@ from facealign_ros.face.detector import (
     FaceDetection,
     default_detector_path,
 )
-from facealign_ros.face.pose import HeadPose, default_intrinsics, estimate_pose
+from facealign_ros.face.pose import HeadPose, default_intrinsics, estimate_pose, undistort_points
 from facealign_ros.pipeline.config import PipelineConfig
 from facealign_ros.pipeline.health import PipelineStats
 from facealign_ros.pipeline.model import ModelRunner
@@ -150,6 +150,7 @@ class FaceStage:
         self.keep_debug = keep_debug
         self.tracker = FaceTracker(model.spec.box_scale, config.lost_after)
         self.info: tuple[np.ndarray, int, int] | None = None
+        self.distortion: tuple[str, np.ndarray] | None = None  # (model, D) of camera_info
         self._last_search: int | None = None
         self._last_check: int | None = None
         self._checked_frame: int | None = None
@@ -400,10 +401,13 @@ class FaceStage:
     def _pose(
         self, pts: np.ndarray, conf: np.ndarray, size: tuple[int, int], prior: HeadPose | None
     ) -> HeadPose | None:
+        K = self.intrinsics(size)
         try:
+            if self.distortion is not None:  # landmarks live in the distorted image
+                pts = undistort_points(pts, K, self.distortion)
             return estimate_pose(
                 pts,
-                self.intrinsics(size),
+                K,
                 conf,
                 min_confidence=self.config.pose_min_confidence,
                 prior=prior,

@@ -7,6 +7,8 @@ them); :data:`PARAMETER_RANGES` gives the ranges the node's ``ParameterDescripto
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -26,6 +28,9 @@ FACE_DETECTORS = ("auto", "blazeface", "grid")
 by ``facealign fetch-detector``; an error when it is missing); ``grid``: from the landmark
 network's scores of grid crops; ``auto``: BlazeFace when its model is there, else the grid. Without
 an RGB frame, or when BlazeFace finds no face, the search uses the grid."""
+MAX_SENSOR_SIDE = 4096
+"""Largest event sensor side (px) the pipeline accepts. Event sensors are at most 1280 px wide
+today; a face search over a (claimed) 8192 px sensor needs ~5 GB and ~14 s per target."""
 DEFAULT_MODEL = "cmfa_lite.safetensors"
 """File name of the shipped weights under ``facealign_ros/weights``."""
 
@@ -135,7 +140,17 @@ class PipelineConfig:
     homography: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "homography", tuple(float(v) for v in self.homography))
+        for name in ("model", "face_detector_model"):
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
+        if wrong := _type_errors(self):
+            raise ValueError(f"invalid PipelineConfig: {'; '.join(wrong)}")
+        try:
+            object.__setattr__(self, "homography", tuple(float(v) for v in self.homography))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"invalid PipelineConfig: homography {self.homography!r} needs 9 finite numbers"
+            ) from None
         errors = [
             name
             for name, (lo, hi) in PARAMETER_RANGES.items()
@@ -153,8 +168,15 @@ class PipelineConfig:
                 f"invalid PipelineConfig: face_detector {self.face_detector!r}; "
                 f"choose from {FACE_DETECTORS}"
             )
-        if not (self.device in DEVICES or self.device.startswith("cuda:")):
-            raise ValueError(f"invalid PipelineConfig: device {self.device!r}; choose {DEVICES}")
+        if not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)):
+            raise ValueError(
+                f"invalid PipelineConfig: device {self.device!r}; choose {DEVICES} or cuda:N"
+            )
+        if (self.sensor_width == 0) != (self.sensor_height == 0):
+            raise ValueError(
+                f"invalid PipelineConfig: sensor_width {self.sensor_width} and sensor_height "
+                f"{self.sensor_height}: set both, or neither (0: from the first packet)"
+            )
         if len(self.homography) != 9 or not np.all(np.isfinite(self.homography)):
             raise ValueError("invalid PipelineConfig: homography needs 9 finite numbers")
         if abs(np.linalg.det(self.homography_matrix)) < 1e-12:
@@ -194,6 +216,31 @@ class PipelineConfig:
         return PipelineConfig.from_dict({**self.to_dict(), **changes})
 
 
+def _type_errors(config: PipelineConfig) -> list[str]:
+    """Fields whose value is not of their default's type (an int is a float; a bool no number).
+
+    Returns:
+        One ``"name=value is not type"`` line per such field (``homography``: checked apart).
+    """
+    wrong = []
+    for f in dataclasses.fields(config):
+        value, default = getattr(config, f.name), f.default
+        is_bool = isinstance(value, (bool, np.bool_))
+        if isinstance(default, bool):
+            ok = is_bool
+        elif isinstance(default, int):
+            ok = isinstance(value, (int, np.integer)) and not is_bool
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float, np.integer, np.floating)) and not is_bool
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            continue
+        if not ok:
+            wrong.append(f"{f.name}={value!r} is not {type(default).__name__}")
+    return wrong
+
+
 PARAMETER_RANGES: dict[str, tuple[float, float]] = {
     "rate_hz": (1.0, 1000.0),
     "torch_threads": (0, 64),
@@ -222,7 +269,7 @@ PARAMETER_RANGES: dict[str, tuple[float, float]] = {
     "max_window_events": (100, 100_000_000),
     "loop_threshold_ms": (1.0, 3_600_000.0),
     "max_event_skew_ms": (1.0, 3_600_000.0),
-    "sensor_width": (0, 32768),
-    "sensor_height": (0, 32768),
+    "sensor_width": (0, MAX_SENSOR_SIDE),
+    "sensor_height": (0, MAX_SENSOR_SIDE),
 }
 """Inclusive ``(min, max)`` of the numeric fields (the node's descriptor ranges)."""

@@ -25,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facealign_ros.face.pose import camera_distortion
 from facealign_ros.messages import MessageError, image_from_msg, stamp_ns
 from facealign_ros.pipeline.align import FaceStage, load_detector
 from facealign_ros.pipeline.config import PipelineConfig
@@ -162,16 +163,21 @@ class Pipeline:
         return True
 
     def on_camera_info(self, msg: Any) -> bool:
-        """Store the intrinsics of a ``sensor_msgs/CameraInfo``; False if unusable."""
+        """Store the intrinsics and distortion of a ``sensor_msgs/CameraInfo``; False if unusable.
+
+        Distortion: see :func:`~facealign_ros.face.pose.camera_distortion`.
+        """
         try:
             K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
             w, h = int(msg.width), int(msg.height)
             if not (np.all(np.isfinite(K)) and K[0, 0] > 0 and K[1, 1] > 0 and w > 0 and h > 0):
                 raise ValueError(f"K={K.ravel().tolist()} size {w}x{h}")
+            distortion = camera_distortion(str(msg.distortion_model), msg.d)
         except Exception as exc:  # noqa: BLE001
             self._reject(InputError("bad_camera_info", f"unusable camera_info: {exc}"))
             return False
         self.face.info = (K, w, h)
+        self.face.distortion = distortion
         self.stats.count("camera_infos")
         return True
 
@@ -342,6 +348,13 @@ class Pipeline:
         out["mode"] = self.config.mode
         out["face_detector"] = "grid" if self.face.detector is None else "blazeface"
         return out
+
+    def intrinsics(self, size: tuple[int, int]) -> np.ndarray:
+        """``(3, 3)`` camera matrix for sensor ``(width, height)`` (the debug image's pose axes).
+
+        camera_info's K (scaled when its size differs), else a default pinhole.
+        """
+        return self.face.intrinsics(size)
 
     def warm_up(self) -> None:
         """Prepare the network's per-frame graphs now, not on the first answers of a stream.

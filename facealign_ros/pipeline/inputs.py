@@ -16,6 +16,7 @@ import numpy as np
 from facealign_ros.events import DECODE_ENCODINGS, DecodeError, Decoder, EventBuffer
 from facealign_ros.events.clock import SensorClock
 from facealign_ros.messages import stamp_ns
+from facealign_ros.pipeline.config import MAX_SENSOR_SIDE
 
 _MISMATCH_RESTART = 20
 """Consecutive packets of a new encoding/size after which the stream restarts with them."""
@@ -31,6 +32,20 @@ class InputError(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def _check_size(width: int, height: int) -> None:
+    """Refuse a packet's sensor size outside ``1..MAX_SENSOR_SIDE`` px a side.
+
+    Raises:
+        InputError: ``bad_packet``.
+    """
+    if not (0 < width <= MAX_SENSOR_SIDE and 0 < height <= MAX_SENSOR_SIDE):
+        raise InputError(
+            "bad_packet",
+            f"packet sensor size {width}x{height}: the pipeline takes 1 to {MAX_SENSOR_SIDE} px "
+            "a side",
+        )
 
 
 class EventStream:
@@ -106,6 +121,7 @@ class EventStream:
     def _decoder_for(self, msg: Any) -> Decoder:
         enc, w, h = str(msg.encoding), int(msg.width), int(msg.height)
         if self.decoder is None:
+            _check_size(w, h)
             if all(self._want) and (w, h) != self._want:
                 raise InputError(
                     "packet_mismatch",
@@ -120,8 +136,9 @@ class EventStream:
         if (enc, w, h) == (d.encoding, d.width, d.height):
             self._mismatch, self._mismatch_count = None, 0
             return d
-        if enc not in DECODE_ENCODINGS or not (0 < w <= 32768 and 0 < h <= 32768):
-            raise InputError("bad_packet", f"packet with encoding {enc!r} and size {w}x{h}")
+        if enc not in DECODE_ENCODINGS:
+            raise InputError("bad_packet", f"packet with unsupported encoding {enc!r}")
+        _check_size(w, h)
         key = (enc, w, h)
         self._mismatch_count = self._mismatch_count + 1 if key == self._mismatch else 1
         self._mismatch = key
