@@ -106,3 +106,35 @@ def test_score_known_answers(synth_bag):
     missing = score([res(pts), res(None, stamp - 1)], gt)
     assert missing["coverage"] == 0.5 and missing["fr10_all"] == 0.5
     assert score([res(pts, stamp + 10**7)], gt)["count"] == 0  # no ground truth that close
+
+
+def test_replay_skips_ground_truth_it_cannot_read(synth_bag, ckpt, tmp_path, capsys):
+    """A ground-truth topic of another type is counted and skipped; the replay goes on."""
+    from facealign_ros import topics
+    from facealign_ros.bag import BagWriter, msg_class
+
+    odd = tmp_path / "odd_gt"
+    string = msg_class("std_msgs/msg/String")
+    with BagReader(synth_bag) as bag, BagWriter(odd) as out:
+        keep = [topics.EVENTS, topics.IMAGE]
+        for t in keep:
+            out.add_topic(t, bag.topics[t].msgtype)
+        out.add_topic(topics.GT_LANDMARKS, "std_msgs/msg/String")
+        for topic, log_ns, msg in bag.messages(keep):
+            out.write(topic, log_ns, msg)
+            if topic == topics.IMAGE:
+                out.write(topics.GT_LANDMARKS, log_ns, string(data="not landmarks"))
+    args = cli(["replay", str(odd), "-o", str(tmp_path / "out"), "--model", str(ckpt),
+                "--device", "cpu", "--json"])  # fmt: skip
+    assert run_replay(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["results"] > 0 and summary["metrics"] is None
+    assert summary["ground_truth_skipped"] == {topics.GT_LANDMARKS: summary["results"]}
+
+
+def test_replay_refuses_an_output_inside_its_input(synth_bag, tmp_path, capsys):
+    before = digest(synth_bag)
+    for out in (synth_bag, synth_bag / "inner"):
+        assert run_replay(cli(["replay", str(synth_bag), "-o", str(out), "--json"])) == 2
+        assert "inside the input bag" in capsys.readouterr().err
+    assert digest(synth_bag) == before and not (synth_bag / "inner").exists()

@@ -146,11 +146,14 @@ def replay(
         facealign_ros.pipeline.ModelLoadError: bad checkpoint.
     """
     t_wall = time.perf_counter()
+    src, dst = Path(in_bag).resolve(), Path(out_bag).resolve()
+    if dst == src or src in dst.parents:
+        raise ValueError(f"output {out_bag} lies inside the input bag {in_bag}, which is only read")
     if pipeline is None:
         pipeline = Pipeline.from_config(config, keep_debug=keep_debug)
         pipeline.warm_up()  # as the node: no tracing in the timings
     pipe = pipeline
-    gt, results, counts = GroundTruth(), [], {}
+    gt, results, counts, gt_bad = GroundTruth(), [], {}, {}
     with BagReader(in_bag) as reader:
         have = reader.topics
         inputs = [t for t in (events_topic, image_topic, info_topic) if t in have]
@@ -180,8 +183,8 @@ def replay(
                     pipe.on_image(msg, log_ns)
                 elif topic == info_topic:
                     pipe.on_camera_info(msg)
-                else:
-                    gt.add(topic, msg)
+                elif not _add_ground_truth(gt, topic, msg):
+                    gt_bad[topic] = gt_bad.get(topic, 0) + 1
                 while (r := pipe.step(log_ns)) is not None:
                     emit(r, log_ns)
                 if bar is not None:
@@ -203,7 +206,21 @@ def replay(
         "pipeline": snap,
         "wall_s": time.perf_counter() - t_wall,
         "metrics": score(results, gt),
+        "ground_truth_skipped": dict(sorted(gt_bad.items())),
     }
+
+
+def _add_ground_truth(gt: GroundTruth, topic: str, msg: Any) -> bool:
+    """Store one ground-truth message; False (it is skipped) when it is not one.
+
+    A ground-truth topic of another type, or a malformed message, must not stop a replay: the
+    pipeline's output does not depend on it; the summary counts what was skipped.
+    """
+    try:
+        gt.add(topic, msg)
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+        return False
+    return True
 
 
 def _strip(r: FaceResult) -> FaceResult:
@@ -303,6 +320,8 @@ def print_summary(summary: dict[str, Any]) -> None:
       f"{summary['wall_s']:.1f} s\n")  # fmt: skip
     for topic, n in summary["topics"].items():
         w(f"  {topic:<40} {n}\n")
+    for topic, n in summary.get("ground_truth_skipped", {}).items():
+        w(f"  skipped {n} ground-truth messages on {topic} (not the expected type or malformed)\n")
     m = summary.get("metrics")
     if m:
         w("metric     value\n")
