@@ -27,20 +27,30 @@ class MessageError(ValueError):
 
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 1, "8UC1": 1}
-_CHANNELS.update({"8UC3": 3, "16UC1": 1})
+_CHANNELS.update({"8UC3": 3, "16UC1": 1, "yuv422": 2, "yuv422_yuy2": 2})
+_BAYER = {  # ROS names the 2x2 tile from its top-left pixel; OpenCV from the second row's
+    "bayer_rggb8": "COLOR_BayerBG2RGB",
+    "bayer_bggr8": "COLOR_BayerRG2RGB",
+    "bayer_gbrg8": "COLOR_BayerGR2RGB",
+    "bayer_grbg8": "COLOR_BayerGB2RGB",
+}
+_CHANNELS.update(dict.fromkeys(_BAYER, 1))
+_YUV = {"yuv422": "COLOR_YUV2RGB_UYVY", "yuv422_yuy2": "COLOR_YUV2RGB_YUYV"}
 IMAGE_ENCODINGS = tuple(_CHANNELS)
-"""Image encodings :func:`image_from_msg` accepts."""
+"""Image encodings :func:`image_from_msg` accepts (``yuv422`` is UYVY, ``yuv422_yuy2`` YUYV,
+as in ``sensor_msgs/image_encodings.hpp``; ``bayer_*8`` are demosaiced bilinearly)."""
 
 
 def image_from_msg(msg: Any) -> np.ndarray:
     """``sensor_msgs/Image`` -> ``(H, W, 3)`` uint8 RGB array (a copy).
 
-    Supports :data:`IMAGE_ENCODINGS`; 16-bit mono is scaled to 8 bits (>> 8); ``8UC3`` is taken
-    as BGR (OpenCV's default), ``8UC1`` as mono.
+    Supports :data:`IMAGE_ENCODINGS`; 16-bit mono (either byte order) is scaled to 8 bits
+    (>> 8); ``8UC3`` is taken as BGR (OpenCV's default), ``8UC1`` as mono; YUV 4:2:2 and Bayer
+    mosaics are converted to RGB.
 
     Raises:
-        MessageError: for an unsupported encoding, big-endian 16-bit data, or a data buffer that
-            does not match height x step.
+        MessageError: for an unsupported encoding, a data buffer that does not match
+            height x step, or a YUV 4:2:2 image of odd width.
     """
     enc = str(msg.encoding)
     if enc not in _CHANNELS:
@@ -52,6 +62,8 @@ def image_from_msg(msg: Any) -> np.ndarray:
     bpp = 2 if enc in ("mono16", "16UC1") else 1
     if h <= 0 or w <= 0:
         raise MessageError(f"image has no pixels ({w}x{h})")
+    if enc in _YUV and w % 2:
+        raise MessageError(f"{enc} image of odd width {w}: pixels come in pairs")
     if step < w * ch * bpp:
         raise MessageError(f"image step {step} is smaller than width x pixel size {w * ch * bpp}")
     data = (
@@ -63,11 +75,15 @@ def image_from_msg(msg: Any) -> np.ndarray:
         raise MessageError(f"image data has {data.size} bytes, expected {h} x {step}")
     rows = data[: h * step].reshape(h, step)[:, : w * ch * bpp]
     if bpp == 2:
-        if bool(msg.is_bigendian) != (np.little_endian is False):
-            raise MessageError("big-endian 16-bit images are not supported")
-        img = (rows.copy().view("<u2") >> 8).astype(np.uint8).reshape(h, w)
+        order = ">u2" if bool(msg.is_bigendian) else "<u2"
+        img = (rows.copy().view(order) >> 8).astype(np.uint8).reshape(h, w)
     else:
         img = rows.reshape(h, w, ch)
+    if enc in _YUV or enc in _BAYER:
+        import cv2
+
+        code = getattr(cv2, _YUV.get(enc) or _BAYER[enc])
+        return cv2.cvtColor(np.ascontiguousarray(img if enc in _YUV else img[:, :, 0]), code)
     if ch == 1:
         return np.repeat(img.reshape(h, w, 1), 3, axis=2)
     if enc in ("bgr8", "bgra8", "8UC3"):
