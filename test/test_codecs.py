@@ -222,6 +222,9 @@ def test_libcaer_known_answer_with_rollover() -> None:
         (1000 + ((1 << 31) + 3) * 1000, 1, 1, 0),
     ]
     assert dec.stats.time_wraps == 1
+    rec["ts"] = [100, 90, 5000]  # a record 10 us out of order is not a rollover (35.8 min)
+    ev = Decoder("libcaer", W, H).decode(rec.tobytes(), time_base=0)
+    assert ev["t"].tolist() == [100_000, 90_000, 5_000_000]
 
 
 def test_libcaer_cmp_known_answer() -> None:

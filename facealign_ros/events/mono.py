@@ -79,6 +79,10 @@ LIBCAER_RECORD = np.dtype([("data", "<u4"), ("ts", "<i4")])
 """One libcaer polarity event record (8 bytes)."""
 
 
+LIBCAER_ROLLOVER_MIN_US = 1 << 30
+"""A timestamp this much below its predecessor (µs) is a rollover of libcaer's 31-bit clock."""
+
+
 def decode_libcaer(
     records: np.ndarray, time_base: int, width: int, height: int
 ) -> tuple[np.ndarray, int, int]:
@@ -90,8 +94,9 @@ def decode_libcaer(
     data = records["data"]
     ts = records["ts"].astype(np.int64)
     roll = np.zeros(ts.size, dtype=np.int64)
-    if ts.size > 1:
-        np.cumsum(ts[1:] < ts[:-1], out=roll[1:])
+    if ts.size > 1:  # a rollover falls by more than half the 31-bit range; a small step back
+        # (an out-of-order record) is left as it is, for the buffer's skew check
+        np.cumsum(ts[1:] < ts[:-1] - LIBCAER_ROLLOVER_MIN_US, out=roll[1:])
     x = ((data >> 17) & 0x7FFF).astype(np.uint16)
     y = ((data >> 2) & 0x7FFF).astype(np.uint16)
     keep = _in_range(x, y, width, height)
