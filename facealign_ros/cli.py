@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "point $FACEALIGN_MEDIAPIPE_WHEEL at a downloaded copy of the pinned wheel.",
     )
     fd.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_recover_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks measured side by side with references")
     bench_sub = bench.add_subparsers(dest="bench_target", required=True)
@@ -85,6 +86,50 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seconds", type=float, default=3.0, help="simulated seconds per run")
     sy.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="worker counts")
     return parser
+
+
+def _add_recover_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``facealign recover IN_BAG -o OUT_BAG [--json]``."""
+    rc = sub.add_parser(
+        "recover",
+        help="save the messages of an mcap bag whose recorder was killed into a new bag",
+        description="Reads every .mcap file of IN_BAG (a rosbag2 directory, metadata.yaml "
+        "optional, or one .mcap file) as far as it is intact and writes its messages, with "
+        "their topics, types, log times and the recording's message definitions, into a new, "
+        "complete bag OUT_BAG. IN_BAG is only read.",
+    )
+    rc.add_argument("bag", metavar="IN_BAG", help="mcap bag directory or .mcap file")
+    rc.add_argument(
+        "-o", "--out", metavar="OUT_BAG", required=True, help="new bag (must not exist)"
+    )
+    rc.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from facealign_ros.bag import BagError, recover_bag
+
+    try:
+        report = recover_bag(args.bag, args.out)
+    except BagError as exc:
+        sys.stderr.write(f"facealign recover: {exc}\n")
+        return 2
+    if args.json:
+        sys.stdout.write(json.dumps(report.as_dict()) + "\n")
+        return 0
+    out = sys.stdout
+    out.write(f"recovered {report.messages} messages into {report.output}\n")
+    width = max(len(topic) for topic in report.topics)
+    for topic, (msgtype, count) in report.topics.items():
+        out.write(f"  {topic:<{width}}  {count:>8}  {msgtype}\n")
+    for scan in report.files:
+        state = "complete" if scan.data_end else f"{scan.lost_bytes} bytes lost: {scan.stop}"
+        out.write(f"{scan.path.name}: {scan.readable_bytes} of {scan.size_bytes} bytes read, ")
+        out.write(f"{state}\n")
+    if report.skipped_messages:
+        out.write(f"skipped {report.skipped_messages} messages (see the notes)\n")
+    for note in report.notes:
+        out.write(f"note: {note}\n")
+    return 0
 
 
 def _print_table(result: dict) -> None:
@@ -211,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_label(args)
     if args.command == "fetch-detector":
         return _fetch_detector(args)
+    if args.command == "recover":
+        return _recover(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 

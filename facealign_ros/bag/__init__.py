@@ -2,10 +2,12 @@
 
 Message definitions that ROS 2 Humble lacks (``event_camera_msgs``, REP-155 ``hri_msgs``) are
 kept once as .msg text under ``facealign_ros/msg_defs`` and registered by
-:func:`get_typestore`.
+:func:`get_typestore`. :func:`recover_bag` saves the messages of an mcap recording whose
+recorder was killed before it finished the file.
 """
 
 from .io import BagError, BagReader, BagWriter, Storage, TopicSummary
+from .recover import RecoverReport, recover_bag
 from .typestore import (
     EVENT_PACKET,
     FACIAL_LANDMARKS,
@@ -33,6 +35,7 @@ __all__ = [
     "BagError",
     "BagReader",
     "BagWriter",
+    "RecoverReport",
     "Storage",
     "TopicSummary",
     "get_typestore",
@@ -42,5 +45,6 @@ __all__ = [
     "msg_class",
     "msg_definitions",
     "normalize_typename",
+    "recover_bag",
     "time_to_ns",
 ]

@@ -25,6 +25,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Nodetype
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from .mcap_scan import has_end_magic
 from .typestore import get_typestore, normalize_typename
 
 if TYPE_CHECKING:
@@ -56,6 +57,26 @@ class TopicSummary(NamedTuple):
 
     msgtype: str
     count: int
+
+
+def _recover_hint(path: Path) -> str:
+    """A pointer to ``facealign recover`` when ``path`` holds mcap files a recorder left unfinished.
+
+    That is an mcap file without its end magic, or a bag directory without ``metadata.yaml``
+    (``ros2 bag record`` writes it on a clean exit only); ``""`` otherwise.
+    """
+    files = [path] if path.is_file() else sorted(path.glob("*.mcap"))
+    try:
+        cut = [f.name for f in files if f.suffix == ".mcap" and not has_end_magic(f)]
+    except OSError:
+        return ""
+    if cut:
+        why = f"{cut[0]} ends without its footer (was the recorder killed?)"
+    elif path.is_dir() and files and not (path / "metadata.yaml").exists():
+        why = "the recorder did not finish the bag"
+    else:
+        return ""
+    return f"; {why}: `facealign recover {path} -o NEW_BAG` saves its messages into a new bag"
 
 
 def _type_closure(fielddefs: Typesdict, roots: Iterable[str]) -> list[str]:
@@ -112,12 +133,13 @@ class BagReader:
         if self.path.suffix == ".bag":
             raise self._error("ROS 1 bags are not supported; convert it with `rosbags-convert`")
         if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
-            raise self._error("not a rosbag2 bag (directory without metadata.yaml)")
+            problem = "not a rosbag2 bag (directory without metadata.yaml)"
+            raise self._error(problem + _recover_hint(self.path))
         try:
             reader = AnyReader([self.path], default_typestore=get_typestore())
             reader.open()
         except Exception as err:  # rosbags raises many types for corrupt input
-            raise self._error(f"cannot open: {err}") from err
+            raise self._error(f"cannot open: {err}{_recover_hint(self.path)}") from err
         try:
             self._undefined = self._complete_types(reader)
         except Exception as err:
