@@ -30,3 +30,24 @@ def test_bad_bags_and_parameters_are_clear_errors(
     assert res.returncode == 2 and "no such bag" in res.stderr and "nothing" in res.stderr
     res = bench("--bags", str(synth_bag), "--variant", "redetect_looks=0")
     assert res.returncode == 2 and "redetect_looks" in res.stderr
+
+
+def test_groups_keep_recordings_of_the_same_name_apart(tmp_path: Path, monkeypatch) -> None:
+    """Two sets holding a bag of the same name (one seed, two cameras) are summarised apart."""
+    import training.replay
+    from training.bench import replay_set
+
+    nme = {"a": 0.1, "b": 0.3}
+    for d in nme:
+        (tmp_path / d / "test_7").mkdir(parents=True)
+
+    def fake_replay(bag: Path, out: Path, cfg, progress: bool) -> dict:
+        m = {"nme": nme[bag.parent.name], "coverage": 1.0, "fr10": 0.0}
+        return {"metrics": m, "compute_p50_ms": 1.0, "pipeline": {}}
+
+    monkeypatch.setattr(training.replay, "replay", fake_replay)
+    bags = [tmp_path / d / "test_7" for d in nme]
+    group = {f"{d}/*": {str(tmp_path / d / "test_7")} for d in nme}
+    (v,) = replay_set.run(bags, [{}], {}, group)["variants"]
+    assert [r["bag"] for r in v["rows"]] == ["test_7", "test_7"]
+    assert {k: g["mean_nme"] for k, g in v["groups"].items()} == {"a/*": 0.1, "b/*": 0.3}

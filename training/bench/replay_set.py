@@ -13,7 +13,6 @@ counters, and one row per bag; with several ``--bags`` patterns, also per patter
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -50,7 +49,9 @@ def run(
 ) -> dict[str, Any]:
     """Replay every bag under every variant; the summary described in the module docstring.
 
-    ``group``: name -> bag names summarised together (also) under ``groups``.
+    ``group``: name -> bag paths summarised together (also) under ``groups``. Rows carry the
+    bag's directory name (``bag``) and its path (``path``): recordings of two sets may share a
+    name (e.g. the same seed under two RGB cameras).
     """
     from facealign_ros.pipeline import PipelineConfig
     from training.replay import replay
@@ -64,6 +65,7 @@ def run(
                 m = s["metrics"] or {}
                 rows[k].append({
                     "bag": bag.name,
+                    "path": str(bag),
                     "nme": m.get("nme"),
                     "coverage": m.get("coverage"),
                     "fr10": m.get("fr10"),
@@ -72,7 +74,7 @@ def run(
                 })  # fmt: skip
     out = []
     for v, rs in zip(variants, rows, strict=True):
-        groups = {name: _summary([r for r in rs if r["bag"] in members])
+        groups = {name: _summary([r for r in rs if r["path"] in members])
                   for name, members in (group or {}).items()}  # fmt: skip
         out.append({"params": v, **_summary(rs), "groups": groups, "rows": rs})
     return {"base": base, "variants": out}
@@ -94,10 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="node parameter for every variant")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
-    group = {pat: {Path(f).name for f in (glob.glob(pat) or [pat])} for pat in args.bags}
     bags = expand_bags(args.bags, "replay_set")
     if bags is None:
         return 2
+    group = {pat: {str(b) for b in expand_bags([pat], "replay_set") or []} for pat in args.bags}
     from facealign_ros.bag import BagError
     from facealign_ros.face.detector import DetectorError
     from facealign_ros.pipeline import ModelLoadError
