@@ -105,3 +105,24 @@ def test_mirror_loop_is_seamless(face_bag: Path) -> None:
     assert all(s["gt"].find(int(x)) is not None for x in ns)
     feed = [t for t, _, _ in s["packets"]]
     assert feed == sorted(feed) and s["event_rate"] == pytest.approx(1e6, rel=0.05)
+
+
+def test_face_stream_keeps_the_recording_sensor_size(face_bag: Path) -> None:
+    """A 1280x720 recording's packets say 1280x720 and hold its events (not 346x260)."""
+    import dataclasses
+
+    from facealign_ros.events import Decoder
+    from training.bench.pipeline_inputs import face_stream, mirror_loop
+    from training.data import load_bag_arrays
+
+    loop = mirror_loop(load_bag_arrays(face_bag))
+    ev = loop.events.copy()
+    ev["x"] = ev["x"] * 3 + 200  # the same motion at x up to ~1240, y up to ~720
+    ev["y"] = np.minimum(ev["y"].astype(np.int64) * 2 + 150, 719)
+    hd = dataclasses.replace(loop, events=ev, size=(1280, 720))
+    s = face_stream(hd, 0.05, 2e6, seed=2)
+    dec = Decoder("evt3", 1280, 720)
+    got = [dec.decode(m.events) for _, _, m in s["packets"]]
+    assert {(m.width, m.height) for _, _, m in s["packets"]} == {(1280, 720)}
+    xs = np.concatenate([g["x"] for g in got])
+    assert xs.max() > 346 and dec.stats.dropped_out_of_range == 0

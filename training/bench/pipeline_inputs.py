@@ -31,8 +31,10 @@ FIRST_FRAME = 2
 """First recording frame played: earlier ones lack a full event window."""
 
 
-def _packet(events: np.ndarray, seq: int, stamp_ns: int) -> Any:
-    return make_event_packet(encode(events, "evt3", W, H), W, H, "evt3", seq, 0, stamp_ns)
+def _packet(events: np.ndarray, seq: int, stamp_ns: int, size: tuple[int, int] = (W, H)) -> Any:
+    """An evt3 ``EventPacket`` of a ``size = (width, height)`` sensor."""
+    w, h = size
+    return make_event_packet(encode(events, "evt3", w, h), w, h, "evt3", seq, 0, stamp_ns)
 
 
 def blob_stream(seconds: float, event_rate: float, seed: int = 0) -> tuple[list, list]:
@@ -104,6 +106,7 @@ class Loop:
         pose_deg: ``(F, 3)`` ground-truth head pose (Euler, degrees) at the frames, or None.
         K: camera matrix.
         period_ns: cycle length.
+        size: event sensor ``(width, height)``, px.
     """
 
     events: np.ndarray
@@ -115,6 +118,7 @@ class Loop:
     pose_deg: np.ndarray | None
     K: np.ndarray
     period_ns: int
+    size: tuple[int, int] = (W, H)
 
 
 def mirror_loop(arrays: Any) -> Loop:
@@ -156,7 +160,8 @@ def mirror_loop(arrays: Any) -> Loop:
         pose = np.array([np.degrees(matrix_to_euler(R)) for R in arrays.pose_rot])[fi]
     K = arrays.K if arrays.K is not None else default_intrinsics(arrays.width, arrays.height)
     return Loop(events, np.asarray(arrays.frames)[fi], frame_t, gt_t[order], points, visible,
-                pose, np.asarray(K, np.float64), 2 * span)  # fmt: skip
+                pose, np.asarray(K, np.float64), 2 * span,
+                (int(arrays.width), int(arrays.height)))  # fmt: skip
 
 
 def face_stream(loop: Loop, seconds: float, event_rate: float, seed: int = 0) -> dict[str, Any]:
@@ -171,6 +176,7 @@ def face_stream(loop: Loop, seconds: float, event_rate: float, seed: int = 0) ->
     from training.synth.bagout import image_msgs
 
     rng = np.random.default_rng(seed)
+    w, h = loop.size
     face_rate = loop.events.size / (loop.period_ns / 1e9)
     noise_per_ms = max(event_rate - face_rate, 0.0) / 1000
     t_loop = loop.events["t"]
@@ -185,13 +191,13 @@ def face_stream(loop: Loop, seconds: float, event_rate: float, seed: int = 0) ->
             part["t"] = (part["t"] + base) // 1000 * 1000  # evt3 has microseconds
             parts.append(part)
         n = rng.poisson(noise_per_ms)
-        noise = make_events(lo + 1000 * rng.integers(0, 1000, n), rng.integers(0, W, n),
-                            rng.integers(0, H, n), rng.integers(0, 2, n))  # fmt: skip
+        noise = make_events(lo + 1000 * rng.integers(0, 1000, n), rng.integers(0, w, n),
+                            rng.integers(0, h, n), rng.integers(0, 2, n))  # fmt: skip
         ev = np.concatenate([*parts, noise]).astype(EVENT_DTYPE)
         ev = ev[np.argsort(ev["t"], kind="stable")]
         n_events += ev.size
         if ev.size:  # published once its millisecond has passed, stamped at its first event
-            msg = _packet(ev, len(packets), T0 + int(ev["t"][0]))
+            msg = _packet(ev, len(packets), T0 + int(ev["t"][0]), loop.size)
             packets.append((lo + 1_000_000, EVENTS, msg))
     images, gt = [], GroundTruth()
     for c in range(int(seconds * 1e9) // loop.period_ns + 1):
