@@ -48,10 +48,21 @@ def image_from_msg(msg: Any) -> np.ndarray:
     (>> 8); ``8UC3`` is taken as BGR (OpenCV's default), ``8UC1`` as mono; YUV 4:2:2 and Bayer
     mosaics are converted to RGB.
 
+    A ``sensor_msgs/CompressedImage`` (JPEG or PNG) is decoded too
+    (:mod:`facealign_ros.compressed_image`).
+
     Raises:
         MessageError: for an unsupported encoding, a data buffer that does not match
-            height x step, or a YUV 4:2:2 image of odd width.
+            height x step, a YUV 4:2:2 image of odd width, or compressed data that does not
+            decode.
     """
+    from facealign_ros import compressed_image
+
+    if compressed_image.is_compressed_image(msg):
+        try:
+            return compressed_image.decode_compressed(msg)
+        except ValueError as exc:
+            raise MessageError(str(exc)) from exc
     enc = str(msg.encoding)
     if enc not in _CHANNELS:
         raise MessageError(

@@ -40,9 +40,17 @@ class Param:
     range: tuple[float, float] | None = None
 
 
+IMAGE_TRANSPORTS = ("raw", "compressed")
+"""Values of the ``image_transport`` node parameter."""
 _NODE_PARAMS = (
     Param("events_topic", "events", "event_camera_msgs/EventPacket input (remappable)"),
     Param("image_topic", "image", "sensor_msgs/Image input: mono8, rgb8, bgr8, ... (remappable)"),
+    Param(
+        "image_transport",
+        "raw",
+        "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage "
+        "(JPEG/PNG) on image_topic + '/compressed'",
+    ),
     Param("camera_info_topic", "camera_info", "sensor_msgs/CameraInfo (intrinsics for head pose)"),
     Param("publish_tf", True, "broadcast the REP-155 face_<id> TF frame"),
     Param(
@@ -78,7 +86,18 @@ def split_parameters(values: dict[str, Any]) -> tuple[PipelineConfig, dict[str, 
     fields = {f.name for f in dataclasses.fields(PipelineConfig)}
     cfg = PipelineConfig.from_dict({k: v for k, v in values.items() if k in fields})
     node = {p.name: values.get(p.name, p.default) for p in _NODE_PARAMS}
+    if node["image_transport"] not in IMAGE_TRANSPORTS:
+        raise ValueError(
+            f"image_transport {node['image_transport']!r}: choose from {IMAGE_TRANSPORTS}"
+        )
     return cfg, node
+
+
+def image_subscription(options: dict[str, Any]) -> tuple[str, str]:
+    """``(topic, message type)`` of the image input the node options ask for."""
+    if options["image_transport"] == "compressed":
+        return f"{options['image_topic']}/compressed", "sensor_msgs/msg/CompressedImage"
+    return options["image_topic"], "sensor_msgs/msg/Image"
 
 
 def rclpy_factory(typename: str) -> type:
@@ -219,7 +238,7 @@ class AlignNode(LifecycleNode):  # type: ignore[misc,valid-type]
         pipe, opts = self.pipeline, self.options
         for topic, typename, cb in (
             (opts["events_topic"], "event_camera_msgs/msg/EventPacket", pipe.on_events),
-            (opts["image_topic"], "sensor_msgs/msg/Image", pipe.on_image),
+            (*image_subscription(opts), pipe.on_image),
             (opts["camera_info_topic"], "sensor_msgs/msg/CameraInfo", pipe.on_camera_info),
         ):
             self._entities.append(self.create_subscription(

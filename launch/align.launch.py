@@ -2,7 +2,8 @@
 
     ros2 launch facealign_ros align.launch.py [mode:=fused|events|rgb] [device:=auto|cpu|cuda]
         [model:=PATH] [namespace:=NS] [params_file:=YAML] [events_topic:=...]
-        [image_topic:=...] [camera_info_topic:=...] [bag:=PATH] [rviz:=true]
+        [image_topic:=...] [image_transport:=raw|compressed] [camera_info_topic:=...]
+        [bag:=PATH] [rviz:=true]
 
 The node is configured at start and activated once it reaches *inactive* (a failed configure,
 e.g. a bad checkpoint, leaves it unconfigured with an error in the log). ``bag:=PATH`` plays a
@@ -31,6 +32,11 @@ ARGUMENTS = (
     ("namespace", "", "node namespace"),
     ("events_topic", "/event_camera/events", "event_camera_msgs/EventPacket topic"),
     ("image_topic", "/camera/image_raw", "sensor_msgs/Image topic"),
+    (
+        "image_transport",
+        "raw",
+        "raw | compressed (sensor_msgs/CompressedImage on IMAGE_TOPIC/compressed)",
+    ),
     ("camera_info_topic", "/camera/camera_info", "sensor_msgs/CameraInfo topic"),
     ("bag", "", "rosbag2 to play into the node (empty: none)"),
     ("rviz", "false", "start RViz"),
@@ -56,11 +62,17 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
         parameters=[
             cfg["params_file"],
-            {"mode": cfg["mode"], "device": cfg["device"], "model": cfg["model"]},
+            {
+                "mode": cfg["mode"],
+                "device": cfg["device"],
+                "model": cfg["model"],
+                "image_transport": cfg["image_transport"],
+            },
         ],
         remappings=[
             ("events", cfg["events_topic"]),
             ("image", cfg["image_topic"]),
+            ("image/compressed", [cfg["image_topic"], "/compressed"]),
             ("camera_info", cfg["camera_info_topic"]),
         ],
     )

@@ -10,7 +10,7 @@ import pytest
 
 LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "align.launch.py"
 ARGS = {"params_file", "mode", "device", "model", "namespace", "events_topic", "image_topic",
-        "camera_info_topic", "bag", "rviz"}  # fmt: skip
+        "image_transport", "camera_info_topic", "bag", "rviz"}  # fmt: skip
 
 
 def test_launch_file_declares_its_arguments_textually():

@@ -138,3 +138,47 @@ def test_replay_refuses_an_output_inside_its_input(synth_bag, tmp_path, capsys):
         assert run_replay(cli(["replay", str(synth_bag), "-o", str(out), "--json"])) == 2
         assert "inside the input bag" in capsys.readouterr().err
     assert digest(synth_bag) == before and not (synth_bag / "inner").exists()
+
+
+def test_replay_takes_the_compressed_stream_when_the_bag_has_only_that(
+    synth_bag, ckpt, tmp_path, capsys
+):
+    """Images recorded as ``image_raw/compressed`` (lossless PNG here): the same answers."""
+    import cv2
+
+    from facealign_ros import topics
+    from facealign_ros.bag import BagWriter, msg_class
+    from facealign_ros.messages import image_from_msg
+
+    packed = tmp_path / "compressed"
+    image = msg_class("sensor_msgs/msg/CompressedImage")
+    with BagReader(synth_bag) as bag, BagWriter(packed) as out:
+        keep = [t for t in bag.topics if t != topics.IMAGE]
+        for t in keep:
+            out.add_topic(t, bag.topics[t].msgtype)
+        out.add_topic(topics.IMAGE + "/compressed", "sensor_msgs/msg/CompressedImage")
+        for topic, log_ns, msg in bag.messages(list(bag.topics)):
+            if topic != topics.IMAGE:
+                out.write(topic, log_ns, msg)
+                continue
+            png = cv2.imencode(".png", image_from_msg(msg)[:, :, ::-1])[1].reshape(-1)
+            fmt = "rgb8; png compressed bgr8"
+            out.write(topics.IMAGE + "/compressed", log_ns,
+                      image(header=msg.header, format=fmt, data=png))  # fmt: skip
+
+    def answers(bag: Path, name: str) -> tuple[dict, list]:
+        args = cli(["replay", str(bag), "-o", str(tmp_path / name), "--model", str(ckpt),
+                    "--device", "cpu", "--json"])  # fmt: skip
+        assert run_replay(args) == 0
+        summary = json.loads(capsys.readouterr().out)
+        with BagReader(tmp_path / name) as b:
+            got = [landmarks_from_msg(m)[0] for _, _, m in b.messages(["/facealign/landmarks"])]
+        return summary, got
+
+    raw, want = answers(synth_bag, "raw")
+    summary, got = answers(packed, "packed")
+    assert summary["image_topic"] == topics.IMAGE + "/compressed"
+    assert summary["pipeline"].get("images") == raw["pipeline"].get("images") > 0
+    assert len(got) == len(want) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    assert summary["metrics"] == raw["metrics"]

@@ -18,7 +18,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,7 @@ def replay(
     gt, results, counts, gt_bad = GroundTruth(), [], {}, {}
     with BagReader(in_bag) as reader:
         have = reader.topics
+        image_topic = _image_topic(image_topic, have)
         inputs = [t for t in (events_topic, image_topic, info_topic) if t in have]
         if events_topic not in have and image_topic not in have:
             raise ValueError(f"{in_bag}: neither {events_topic} nor {image_topic} is in the bag")
@@ -197,6 +198,7 @@ def replay(
     return {
         "input": str(in_bag),
         "output": str(out_bag),
+        "image_topic": image_topic,
         "mode": config.mode,
         "results": len(results),
         "faces": sum(r.has_face for r in results),
@@ -208,6 +210,18 @@ def replay(
         "metrics": score(results, gt),
         "ground_truth_skipped": dict(sorted(gt_bad.items())),
     }
+
+
+def _image_topic(image_topic: str, have: Mapping[str, Any]) -> str:
+    """``image_topic``, or its ``/compressed`` sibling when the bag holds only that.
+
+    Robots often record only ``image_transport``'s compressed stream
+    (``sensor_msgs/CompressedImage``, JPEG or PNG), which the pipeline decodes as well.
+    """
+    compressed = f"{image_topic}/compressed"
+    if image_topic not in have and compressed in have:
+        return compressed
+    return image_topic
 
 
 def _add_ground_truth(gt: GroundTruth, topic: str, msg: Any) -> bool:

@@ -1,0 +1,72 @@
+"""``sensor_msgs/CompressedImage`` (JPEG / PNG) decoding, and its size guard."""
+
+from __future__ import annotations
+
+import struct
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from facealign_ros import messages as M  # noqa: N812
+from facealign_ros.bag import msg_class
+from facealign_ros.compressed_image import MAX_PIXELS, header_size
+
+Compressed = msg_class("sensor_msgs/msg/CompressedImage")
+
+
+def compressed(data: bytes, fmt: str = "jpeg"):
+    return Compressed(header=M.header(msg_class, 7, "cam"), format=fmt,
+                      data=np.frombuffer(data, np.uint8))  # fmt: skip
+
+
+def encoded(img_rgb: np.ndarray, ext: str) -> bytes:
+    bgr = img_rgb[..., ::-1] if img_rgb.ndim == 3 else img_rgb
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr))
+    assert ok
+    return buf.tobytes()
+
+
+def test_png_is_exact_and_jpeg_is_close() -> None:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    assert np.array_equal(M.image_from_msg(compressed(encoded(rgb, ".png"), "png")), rgb)
+    smooth = cv2.GaussianBlur(rgb, (0, 0), 3)
+    out = M.image_from_msg(compressed(encoded(smooth, ".jpg"), "bgr8; jpeg compressed bgr8"))
+    assert out.shape == rgb.shape and np.abs(out.astype(int) - smooth).mean() < 4
+    grey = smooth[:, :, 0].copy()
+    out = M.image_from_msg(compressed(encoded(grey, ".png"), "mono8; png compressed mono8"))
+    assert out.shape == (24, 40, 3) and np.array_equal(out[:, :, 2], grey)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 300), st.sampled_from([".jpg", ".png"]))
+def test_header_size_reads_what_opencv_wrote(w: int, h: int, ext: str) -> None:
+    img = np.zeros((h, w, 3), np.uint8)
+    assert header_size(encoded(img, ext)) == (w, h)
+
+
+def test_header_size_walks_past_large_segments() -> None:
+    jpg = encoded(np.zeros((10, 30, 3), np.uint8), ".jpg")
+    app = b"\xff\xe1" + struct.pack(">H", 65000) + bytes(64998)  # an APP1 (EXIF) of ~64 KB
+    assert header_size(jpg[:2] + app + app + jpg[2:]) == (30, 10)
+
+
+def test_bad_and_oversized_images_are_clear_errors() -> None:
+    with pytest.raises(M.MessageError, match="neither JPEG nor PNG"):
+        M.image_from_msg(compressed(b"GIF89a....", "gif"))
+    png = bytearray(encoded(np.zeros((4, 4, 3), np.uint8), ".png"))
+    huge = bytearray(png)
+    huge[16:24] = struct.pack(">II", 60000, 60000)  # a header claiming 3.6 Gpx
+    with pytest.raises(M.MessageError, match=str(MAX_PIXELS)):
+        M.image_from_msg(compressed(bytes(huge), "png"))
+    jpg = encoded(np.full((16, 16, 3), 99, np.uint8), ".jpg")
+    with pytest.raises(M.MessageError, match="header is cut off"):
+        M.image_from_msg(compressed(jpg[:40], "jpeg"))  # before its frame header
+    with pytest.raises(M.MessageError, match="does not decode"):
+        M.image_from_msg(compressed(bytes(png[:-20]), "png"))  # the pixel data cut
+    for cut in (0, 1, 5, 9, 20):
+        with pytest.raises(M.MessageError):
+            M.image_from_msg(compressed(png[:cut], "png"))
