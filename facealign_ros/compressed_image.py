@@ -95,7 +95,8 @@ def decode_compressed(msg: Any) -> np.ndarray:
     w, h = size
     if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
         raise ValueError(f"compressed image of {w}x{h} px: 1 to {MAX_PIXELS} pixels are decoded")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    # the sensor's pixel grid, as the raw image would hold it: an EXIF orientation is ignored
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None or bgr.shape[:2] != (h, w):
         raise ValueError(f"compressed image (format {fmt!r}, {w}x{h}) does not decode")
     return np.ascontiguousarray(bgr[:, :, ::-1])

@@ -77,11 +77,13 @@ def image_from_msg(msg: Any) -> np.ndarray:
         raise MessageError(f"{enc} image of odd width {w}: pixels come in pairs")
     if step < w * ch * bpp:
         raise MessageError(f"image step {step} is smaller than width x pixel size {w * ch * bpp}")
-    data = (
-        np.frombuffer(memoryview(msg.data), dtype=np.uint8)
-        if not isinstance(msg.data, np.ndarray)
-        else msg.data.reshape(-1).view(np.uint8)
-    )
+    raw = msg.data
+    if isinstance(raw, np.ndarray):
+        data = raw.reshape(-1).view(np.uint8)
+    elif isinstance(raw, (list, tuple)):
+        data = np.asarray(raw, dtype=np.uint8)
+    else:  # bytes, bytearray, memoryview, rclpy's array.array("B")
+        data = np.frombuffer(memoryview(raw), dtype=np.uint8)
     if data.size < h * step:
         raise MessageError(f"image data has {data.size} bytes, expected {h} x {step}")
     rows = data[: h * step].reshape(h, step)[:, : w * ch * bpp]

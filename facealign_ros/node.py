@@ -49,7 +49,8 @@ _NODE_PARAMS = (
         "image_transport",
         "raw",
         "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage "
-        "(JPEG/PNG) on image_topic + '/compressed'",
+        "(JPEG/PNG) on image_topic + '/compressed' (a remap of 'image' needs one of "
+        "'image/compressed' beside it; the launch file has both)",
     ),
     Param("camera_info_topic", "camera_info", "sensor_msgs/CameraInfo (intrinsics for head pose)"),
     Param("publish_tf", True, "broadcast the REP-155 face_<id> TF frame"),

@@ -497,3 +497,25 @@ def test_an_unusable_definition_falls_back_to_ours_or_is_reported() -> None:
     assert "not usable" in note and "facealign's is used" in note
     unknown, note = _definition(McapSchema(2, "x_msgs/msg/Y", "jsonschema", b"{}"))
     assert unknown is None and "skipped" in note
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_a_chunk_inflating_past_its_declared_size_is_cut_there(
+    recording: tuple[Path, list[Message]], layout: Layout, tmp_path: Path, compression: str
+) -> None:
+    """A decompression bomb: at most the declared size + 1 byte is ever inflated."""
+    zeros = bytes(20 << 20)
+    packed = {"lz4": lz4.frame.compress, "zstd": zstd.compress}[compression](zeros)
+    name = compression.encode()
+
+    def chunk(index: int, rec: Record) -> bytes:
+        if index != 1:
+            return pack_record(CHUNK, rec.body)
+        head = struct.pack("<QQQI", 0, 0, 10, 0) + struct.pack("<I", len(name)) + name
+        return pack_record(CHUNK, head + struct.pack("<Q", len(packed)) + packed)
+
+    data, offsets = rewrite(layout, chunk)
+    report = recover_bag(crashed_copy(tmp_path / "c", data), tmp_path / "saved")
+    assert read_bag(tmp_path / "saved") == first_chunks(layout, recording[1], 1)
+    assert report.files[0].readable_bytes == offsets[1]
+    assert "decompresses to 11 bytes instead of 10" in report.files[0].stop

@@ -213,11 +213,11 @@ def test_trigger_known_answer() -> None:
 def test_libcaer_known_answer_with_rollover() -> None:
     rec = np.zeros(3, dtype=[("data", "<u4"), ("ts", "<i4")])
     rec["data"] = [(5 << 17) | (6 << 2) | (1 << 1), (7 << 17) | (8 << 2), (1 << 17) | (1 << 2)]
-    rec["ts"] = [100, (1 << 31) - 1, 3]  # the third one rolled over
+    rec["ts"] = [(1 << 31) - 100, (1 << 31) - 1, 3]  # the third one rolled over
     dec = Decoder("libcaer", W, H)
     ev = dec.decode(rec.tobytes(), time_base=1000)
     assert tuples(ev) == [
-        (1000 + 100_000, 5, 6, 1),
+        (1000 + ((1 << 31) - 100) * 1000, 5, 6, 1),
         (1000 + ((1 << 31) - 1) * 1000, 7, 8, 0),
         (1000 + ((1 << 31) + 3) * 1000, 1, 1, 0),
     ]
@@ -225,6 +225,12 @@ def test_libcaer_known_answer_with_rollover() -> None:
     rec["ts"] = [100, 90, 5000]  # a record 10 us out of order is not a rollover (35.8 min)
     ev = Decoder("libcaer", W, H).decode(rec.tobytes(), time_base=0)
     assert ev["t"].tolist() == [100_000, 90_000, 5_000_000]
+    rec4 = np.zeros(4, dtype=rec.dtype)  # out of order across the wrap: one rollover
+    rec4["ts"] = [(1 << 31) - 10, 5, (1 << 31) - 3, 8]
+    dec = Decoder("libcaer", W, H)
+    ev = dec.decode(rec4.tobytes(), time_base=0)
+    us = [(1 << 31) - 10, (1 << 31) + 5, (1 << 31) - 3, (1 << 31) + 8]
+    assert ev["t"].tolist() == [u * 1000 for u in us] and dec.stats.time_wraps == 1
 
 
 def test_libcaer_cmp_known_answer() -> None:

@@ -70,3 +70,30 @@ def test_bad_and_oversized_images_are_clear_errors() -> None:
     for cut in (0, 1, 5, 9, 20):
         with pytest.raises(M.MessageError):
             M.image_from_msg(compressed(png[:cut], "png"))
+
+
+def test_exif_orientation_is_ignored() -> None:
+    """The sensor's pixel grid comes back, as a raw image would hold it (no rotation)."""
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[:, :30] = 255  # left half white
+    jpg = encoded(rgb, ".jpg")
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + bytes(4)
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd  # orientation 6: rotate 90
+    app1 = b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
+    out = M.image_from_msg(compressed(jpg[:2] + app1 + jpg[2:]))
+    assert out.shape == (40, 60, 3) and out[:, :20].mean() > 200 and out[:, 40:].mean() < 50
+
+
+def test_rclpy_list_and_array_data() -> None:
+    """Messages from rclpy may hold ``uint8[]`` as ``array.array('B')`` (or a list): both decode."""
+    import array
+
+    rgb = np.random.default_rng(1).integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    png = encoded(rgb, ".png")
+    for data in (array.array("B", png), list(png)):
+        msg = Compressed(header=M.header(msg_class, 7, "cam"), format="png", data=data)
+        assert np.array_equal(M.image_from_msg(msg), rgb)
+    raw = M.image_to_msg(msg_class, rgb, 5)
+    for data in (array.array("B", raw.data.tobytes()), raw.data.tolist()):
+        raw.data = data
+        assert np.array_equal(M.image_from_msg(raw), rgb)

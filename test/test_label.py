@@ -267,7 +267,7 @@ def make_bag(path: Path, storage: str = "mcap", *, image: bool = True, bad: bool
             rgb[0, 0, 0], rgb[0, -1, 0] = k + 1, 0
             img, info = image_msgs(t, rgb, K)
             if bad and k == 1:
-                img.encoding = "yuv422"
+                img.encoding = "32FC1"
             if image:
                 bag.write(topics.IMAGE, t, img)
             bag.write(topics.CAMERA_INFO, t, info)
@@ -384,7 +384,7 @@ def test_every_n_sqlite_output_and_bad_images(tmp_path: Path) -> None:
         stats = label_bag(src, out, t, LabelOptions(every=1, storage="mcap"))
         every = label_bag(src, tmp_path / "out2", t, LabelOptions(every=4))
     assert stats.bad_images == 1 and stats.marked == 5  # the bad frame 1 is marked too
-    assert "yuv422" in stats.bad_examples[0]
+    assert "32FC1" in stats.bad_examples[0]
     assert list(out.glob("*.mcap")) and list((tmp_path / "out2").glob("*.db3"))
     assert (every.images, every.labelled) == (7, 2)
     assert raw_by_topic(tmp_path / "out2")[topics.IMAGE] == raw_by_topic(src)[topics.IMAGE]

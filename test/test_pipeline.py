@@ -238,7 +238,7 @@ def test_bad_packets_are_counted_not_raised(model):
 
 def test_bad_images_are_counted_not_raised(model):
     pipe = make_pipe(model, mode="rgb")
-    bad_enc = image(T0, encoding="yuv422")
+    bad_enc = image(T0, encoding="32FC1")
     short = image(T0 + 1)
     short.data = short.data[:100]
     for msg in (bad_enc, short, object()):
@@ -298,11 +298,14 @@ def test_camera_info_intrinsics_and_distortion_feed_head_pose(model):
     bad = [
         camera_info(np.zeros(9)),
         camera_info(K, d=[np.nan] * 5),
-        camera_info(K, model="kannala_brandt_x", d=[0.1] * 4),
         camera_info(K, d=[0.1] * 3),
     ]
     assert not any(pipe.on_camera_info(m) for m in bad)
-    assert pipe.stats.drops["bad_camera_info"] == 4
+    assert pipe.stats.drops["bad_camera_info"] == 3
+    # a model we cannot undistort keeps its camera matrix, without the distortion
+    assert pipe.on_camera_info(camera_info(K * [[2], [2], [1]], 2 * W, 2 * H, "radtan", [0.1] * 4))
+    assert np.allclose(pipe.intrinsics((W, H)), K) and pipe.face.distortion is None
+    assert pipe.stats.counters["camera_info_distortion_ignored"] == 1
     assert pipe.on_camera_info(camera_info(K * [[2], [2], [1]], w=2 * W, h=2 * H))
     assert np.allclose(pipe.intrinsics((W, H)), K)  # scaled to the sensor
     # landmarks seen through a strongly distorted lens: PnP must undistort them first
@@ -376,6 +379,10 @@ def test_config_validation():
     assert PipelineConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.model_path.name == "cmfa_lite.safetensors"
     assert PipelineConfig(model=Path("m.safetensors"), rate_hz=30).model == "m.safetensors"
+    cfg = PipelineConfig(lost_after=np.int64(3), redetect_looks=np.int32(2), rate_hz=np.float32(50))
+    assert type(cfg.lost_after) is int and type(cfg.rate_hz) is float  # JSON-able
+    with pytest.raises(ValueError, match="homography"):
+        PipelineConfig(homography="100010001")
 
 
 @pytest.mark.parametrize(

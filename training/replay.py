@@ -144,6 +144,7 @@ def replay(
     Raises:
         facealign_ros.bag.BagError: unreadable input, existing output.
         facealign_ros.pipeline.ModelLoadError: bad checkpoint.
+        ValueError: an output inside the input bag, or a bag without the input topics.
     """
     t_wall = time.perf_counter()
     src, dst = Path(in_bag).resolve(), Path(out_bag).resolve()

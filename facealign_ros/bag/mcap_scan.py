@@ -196,16 +196,26 @@ _PARSERS: dict[int, Callable[[memoryview], McapRecord]] = {
 }
 
 
-def _decompress(compression: str, packed: memoryview) -> bytes:
-    """Decompress a chunk's records (``""``, ``"lz4"`` frame or ``"zstd"``)."""
+MAX_CHUNK_BYTES = 1 << 30
+"""Largest decompressed chunk read (rosbag2 writes chunks of about 1 MiB)."""
+
+
+def _decompress(compression: str, packed: memoryview, size: int) -> bytes:
+    """Decompress a chunk's records (``""``, ``"lz4"`` frame or ``"zstd"``).
+
+    At most ``size + 1`` bytes come out (``size``: the chunk's declared uncompressed size, at
+    most :data:`MAX_CHUNK_BYTES`), so a small hostile chunk cannot inflate to gigabytes.
+    """
     if compression == "":
         return bytes(packed)
     if compression not in ("lz4", "zstd"):
         raise _MalformedError(f"uses an unknown compression {compression!r}")
+    if size > MAX_CHUNK_BYTES:
+        raise _MalformedError(f"declares {size} uncompressed bytes (over {MAX_CHUNK_BYTES})")
     try:
         if compression == "lz4":
-            return lz4.frame.decompress(packed)
-        return zstd.decompress(packed)
+            return lz4.frame.LZ4FrameDecompressor().decompress(packed, max_length=size + 1)
+        return zstd.ZstdDecompressor().decompress(packed, max_length=size + 1)
     except Exception as err:  # each codec raises its own error type
         raise _MalformedError(f"does not decompress ({compression}: {err})") from err
 
@@ -237,7 +247,7 @@ def _chunk(body: memoryview) -> list[McapRecord]:
     cur.take(16)  # message start and end time (ns): not needed
     size, crc = cur.uint(8), cur.uint(4)
     compression = cur.string()
-    records = _decompress(compression, cur.blob(8))
+    records = _decompress(compression, cur.blob(8), size)
     if len(records) != size:
         raise _MalformedError(f"decompresses to {len(records)} bytes instead of {size}")
     if crc and zlib.crc32(records) != crc:

@@ -134,8 +134,11 @@ def mcap_files(path: str | os.PathLike[str]) -> list[Path]:
     if not files:
         raise _error(path, _why_no_mcap(path))
     for file in files:
-        with open(file, "rb") as f:
-            head = f.read(len(_SQLITE_MAGIC))
+        try:
+            with open(file, "rb") as f:
+                head = f.read(len(_SQLITE_MAGIC))
+        except OSError as err:
+            raise _error(file, f"cannot be read ({err.strerror or err})") from err
         if head.startswith(_SQLITE_MAGIC):
             raise _error(file, _SQLITE_PROBLEM)
         if not starts_like_mcap(head):

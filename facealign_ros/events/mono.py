@@ -94,9 +94,12 @@ def decode_libcaer(
     data = records["data"]
     ts = records["ts"].astype(np.int64)
     roll = np.zeros(ts.size, dtype=np.int64)
-    if ts.size > 1:  # a rollover falls by more than half the 31-bit range; a small step back
-        # (an out-of-order record) is left as it is, for the buffer's skew check
-        np.cumsum(ts[1:] < ts[:-1] - LIBCAER_ROLLOVER_MIN_US, out=roll[1:])
+    if ts.size > 1:  # a fall by more than half the 31-bit range is a rollover, a rise by as
+        # much a record from before it (out of order at the wrap); small steps back are left
+        # as they are, for the buffer's skew check
+        step = np.diff(ts)
+        wraps = (step < -LIBCAER_ROLLOVER_MIN_US).astype(np.int64)
+        np.cumsum(wraps - (step > LIBCAER_ROLLOVER_MIN_US), out=roll[1:])
     x = ((data >> 17) & 0x7FFF).astype(np.uint16)
     y = ((data >> 2) & 0x7FFF).astype(np.uint16)
     keep = _in_range(x, y, width, height)
@@ -105,4 +108,4 @@ def decode_libcaer(
     out["x"] = x[keep]
     out["y"] = y[keep]
     out["p"] = ((data >> 1) & 1).astype(np.uint8)[keep]
-    return out, int(ts.size - out.size), int(roll[-1]) if roll.size else 0
+    return out, int(ts.size - out.size), max(int(roll[-1]), 0) if roll.size else 0

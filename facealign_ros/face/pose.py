@@ -56,6 +56,10 @@ DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
 _PINHOLE_SIZES = (4, 5, 8, 12, 14)  # coefficient counts OpenCV's pinhole model accepts
 
 
+class UnsupportedDistortionError(ValueError):
+    """A distortion model :func:`undistort_points` does not know, with non-zero coefficients."""
+
+
 def camera_distortion(model: str, coeffs: np.ndarray) -> tuple[str, np.ndarray] | None:
     """A CameraInfo's ``distortion_model`` and ``d`` -> ``(model, coefficients)``, None if none.
 
@@ -64,8 +68,9 @@ def camera_distortion(model: str, coeffs: np.ndarray) -> tuple[str, np.ndarray] 
         coeffs: ``(N,)`` coefficients; all zero (or none) means no distortion, whatever the model.
 
     Raises:
-        ValueError: non-finite coefficients, a count the model cannot take, or an unknown model
-            with non-zero coefficients.
+        UnsupportedDistortionError: an unknown model with non-zero coefficients (the camera matrix
+            is still good: the caller may use it without the distortion).
+        ValueError: non-finite coefficients, or a count the model cannot take.
     """
     d = np.asarray(coeffs, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(d)):
@@ -74,7 +79,9 @@ def camera_distortion(model: str, coeffs: np.ndarray) -> tuple[str, np.ndarray] 
         return None
     if model not in DISTORTION_MODELS:
         known = ", ".join(DISTORTION_MODELS)
-        raise ValueError(f"distortion model {model!r} with D={d.tolist()}: not one of {known}")
+        raise UnsupportedDistortionError(
+            f"distortion model {model!r} with D={d.tolist()}: not one of {known}"
+        )
     if model == "equidistant":
         if d.size < 4 or np.any(d[4:]):
             raise ValueError(f"equidistant distortion needs 4 coefficients, got {d.tolist()}")

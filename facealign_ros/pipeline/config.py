@@ -145,7 +145,13 @@ class PipelineConfig:
                 object.__setattr__(self, name, os.fspath(getattr(self, name)))
         if wrong := _type_errors(self):
             raise ValueError(f"invalid PipelineConfig: {'; '.join(wrong)}")
+        for f in dataclasses.fields(self):  # numpy scalars -> Python ones (to_dict is JSON)
+            default = f.default
+            if isinstance(default, (bool, int, float)):
+                object.__setattr__(self, f.name, type(default)(getattr(self, f.name)))
         try:
+            if isinstance(self.homography, (str, bytes)):
+                raise TypeError("a string")
             object.__setattr__(self, "homography", tuple(float(v) for v in self.homography))
         except (TypeError, ValueError):
             raise ValueError(

@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facealign_ros.face.pose import camera_distortion
+from facealign_ros.face.pose import UnsupportedDistortionError, camera_distortion
 from facealign_ros.messages import MessageError, image_from_msg, stamp_ns
 from facealign_ros.pipeline.align import FaceStage, load_detector
 from facealign_ros.pipeline.config import PipelineConfig
@@ -138,7 +138,10 @@ class Pipeline:
         return True
 
     def on_image(self, msg: Any, now_ns: int | None = None) -> bool:
-        """Store a ``sensor_msgs/Image`` (decoded later, by the worker); False if dropped."""
+        """Store a ``sensor_msgs/Image`` or ``CompressedImage`` (decoded later, by the worker).
+
+        Returns False if dropped.
+        """
         wall = time.monotonic_ns()
         try:
             stamp = stamp_ns(msg)
@@ -165,14 +168,21 @@ class Pipeline:
     def on_camera_info(self, msg: Any) -> bool:
         """Store the intrinsics and distortion of a ``sensor_msgs/CameraInfo``; False if unusable.
 
-        Distortion: see :func:`~facealign_ros.face.pose.camera_distortion`.
+        Distortion: see :func:`~facealign_ros.face.pose.camera_distortion`; a model it does not
+        know keeps the camera matrix, without the distortion (counted as
+        ``camera_info_distortion_ignored``, warned).
         """
         try:
             K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
             w, h = int(msg.width), int(msg.height)
             if not (np.all(np.isfinite(K)) and K[0, 0] > 0 and K[1, 1] > 0 and w > 0 and h > 0):
                 raise ValueError(f"K={K.ravel().tolist()} size {w}x{h}")
-            distortion = camera_distortion(str(msg.distortion_model), msg.d)
+            try:
+                distortion = camera_distortion(str(msg.distortion_model), msg.d)
+            except UnsupportedDistortionError as exc:
+                distortion = None
+                self.stats.count("camera_info_distortion_ignored")
+                self.log.warn("distortion", f"camera_info: {exc}; head pose without it")
         except Exception as exc:  # noqa: BLE001
             self._reject(InputError("bad_camera_info", f"unusable camera_info: {exc}"))
             return False
