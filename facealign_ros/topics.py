@@ -15,3 +15,22 @@ SYNTH_METADATA = "/facealign/synth/metadata"
 
 LABEL_QUALITY = "/facealign/label/quality"
 LABEL_METADATA = "/facealign/label/metadata"
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+"""JPEG/PNG frames (``image_transport``'s ``compressed``, topic ``<image>/compressed``): read
+where a bag has no raw image topic."""
+
+
+def image_topics(available: dict) -> list[str]:
+    """A bag's RGB topics, sorted: its ``sensor_msgs/Image`` ones, else its compressed ones.
+
+    Args:
+        available: topic -> an object with a ``msgtype`` (``BagReader.topics``).
+    """
+    for msgtype in (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE):
+        found = sorted(t for t, s in available.items() if s.msgtype == msgtype)
+        if found:
+            return found
+    return []
+

@@ -58,6 +58,36 @@ def synth_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def compressed_synth_bag(synth_bag: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``synth_bag`` with its images as PNG ``CompressedImage`` on ``IMAGE/compressed`` only.
+
+    PNG is lossless: whatever reads it must see the same frames as in ``synth_bag``.
+    """
+    import cv2
+
+    from facealign_ros import topics
+    from facealign_ros.bag import BagReader, BagWriter, msg_class
+    from facealign_ros.messages import image_from_msg
+
+    out = tmp_path_factory.mktemp("bags") / "synth_low_png"
+    packed = topics.IMAGE + "/compressed"
+    image = msg_class(topics.COMPRESSED_IMAGE_TYPE)
+    with BagReader(synth_bag) as bag, BagWriter(out) as writer:
+        for t, summary in bag.topics.items():
+            if t != topics.IMAGE:
+                writer.add_topic(t, summary.msgtype)
+        writer.add_topic(packed, topics.COMPRESSED_IMAGE_TYPE)
+        for topic, log_ns, msg in bag.messages(list(bag.topics)):
+            if topic != topics.IMAGE:
+                writer.write(topic, log_ns, msg)
+                continue
+            png = cv2.imencode(".png", image_from_msg(msg)[:, :, ::-1])[1].reshape(-1)
+            fmt = "rgb8; png compressed bgr8"
+            writer.write(packed, log_ns, image(header=msg.header, format=fmt, data=png))
+    return out
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep decoded-bag caches of the test run out of the user's cache directory."""

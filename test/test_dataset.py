@@ -210,3 +210,17 @@ def test_input_topics_prefer_the_labelled_image_topic(tmp_path: Path) -> None:
         out.write(topics.LABEL_METADATA, 1, string(data=json.dumps(meta)))
     with BagReader(path) as bag:
         assert input_topics(bag, path) == (topics.EVENTS, "/cam_reg/image", "")
+
+
+def test_bag_arrays_read_compressed_images(synth_bag: Path, compressed_synth_bag: Path) -> None:
+    """A bag recorded with ``image_raw/compressed`` (PNG) only: the same frames as raw."""
+    from facealign_ros.bag import BagReader
+    from training.data.bag_arrays import input_topics
+
+    with BagReader(compressed_synth_bag) as bag:
+        assert input_topics(bag, compressed_synth_bag)[1] == "/camera/image_raw/compressed"
+    packed = load_bag_arrays(compressed_synth_bag, cache=False)
+    ref = load_bag_arrays(synth_bag, cache=False)
+    assert len(packed.frames) == len(ref.frames) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(packed.frames, ref.frames, strict=True))
+    assert np.array_equal(packed.frame_stamps, ref.frame_stamps)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from facealign_ros import topics
-from facealign_ros.bag import BagError, BagWriter, msg_class
+from facealign_ros.bag import BagError, BagReader, BagWriter, msg_class
 from facealign_ros.face.landmarks import REP155_70, flip_landmarks, inter_ocular
 from facealign_ros.face.pose import default_intrinsics, mean_face_68
 from facealign_ros.messages import landmarks_from_msg, stamp_ns
@@ -515,3 +515,13 @@ def test_force_never_replaces_the_input_its_folder_or_a_non_bag(tmp_path: Path) 
     old = make_bag(tmp_path / "old_output")
     _check_paths(src, old, force=True)  # an old output bag may be replaced
     assert (other / "keep.txt").read_text() == "mine"
+
+
+def test_labels_a_compressed_image_topic(compressed_synth_bag: Path, tmp_path: Path) -> None:
+    """JPEG/PNG frames (``image_raw/compressed``) are labelled like raw ones."""
+    with BagReader(compressed_synth_bag) as bag:
+        n = bag.topics[topics.IMAGE + "/compressed"].count
+    teacher = _ListTeacher([(None, 0.0)] * (2 * n))  # no face anywhere: every frame marked
+    options = LabelOptions(image_topic=topics.IMAGE + "/compressed", force=True)
+    stats = label_bag(compressed_synth_bag, tmp_path / "out", teacher, options)
+    assert stats.images == n > 0 and stats.bad_images == 0 and stats.no_face == n

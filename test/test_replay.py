@@ -141,30 +141,12 @@ def test_replay_refuses_an_output_inside_its_input(synth_bag, tmp_path, capsys):
 
 
 def test_replay_takes_the_compressed_stream_when_the_bag_has_only_that(
-    synth_bag, ckpt, tmp_path, capsys
+    synth_bag, compressed_synth_bag, ckpt, tmp_path, capsys
 ):
     """Images recorded as ``image_raw/compressed`` (lossless PNG here): the same answers."""
-    import cv2
-
     from facealign_ros import topics
-    from facealign_ros.bag import BagWriter, msg_class
-    from facealign_ros.messages import image_from_msg
 
-    packed = tmp_path / "compressed"
-    image = msg_class("sensor_msgs/msg/CompressedImage")
-    with BagReader(synth_bag) as bag, BagWriter(packed) as out:
-        keep = [t for t in bag.topics if t != topics.IMAGE]
-        for t in keep:
-            out.add_topic(t, bag.topics[t].msgtype)
-        out.add_topic(topics.IMAGE + "/compressed", "sensor_msgs/msg/CompressedImage")
-        for topic, log_ns, msg in bag.messages(list(bag.topics)):
-            if topic != topics.IMAGE:
-                out.write(topic, log_ns, msg)
-                continue
-            png = cv2.imencode(".png", image_from_msg(msg)[:, :, ::-1])[1].reshape(-1)
-            fmt = "rgb8; png compressed bgr8"
-            out.write(topics.IMAGE + "/compressed", log_ns,
-                      image(header=msg.header, format=fmt, data=png))  # fmt: skip
+    packed = compressed_synth_bag
 
     def answers(bag: Path, name: str) -> tuple[dict, list]:
         args = cli(["replay", str(bag), "-o", str(tmp_path / name), "--model", str(ckpt),

@@ -214,3 +214,11 @@ def test_box_bench_compares_both_sources(
     assert act["found"] == 1.0 and det["windows"] >= 0.8 * act["windows"] > 0
     assert det["centre_error_sides"]["median"] < act["centre_error_sides"]["median"]
     assert 0.8 < det["side_ratio"]["median"] < 1.25
+
+
+def test_a_compressed_image_topic_gives_detector_boxes_too(compressed_synth_bag: Path) -> None:
+    (src,), _ = find_sources([compressed_synth_bag])
+    assert src.image_topic == "/camera/image_raw/compressed"
+    boxes = DetectorBoxes(FixedDetector((100, 80, 180, 160)), 1.25)
+    wins = list(stream_windows(src, 30_000_000, 20_000_000, face_boxes=boxes))
+    assert wins and boxes.detector.shapes[0] == (260, 346, 3)  # the decoded frames

@@ -157,7 +157,8 @@ def input_topics(bag: BagReader, path: Path) -> tuple[str, str, str]:
 
     For the image and camera info, the topics ``facealign label`` used (its metadata record)
     come first, as the labels belong to those; then the default names
-    (:mod:`facealign_ros.topics`); then the one topic of the type.
+    (:mod:`facealign_ros.topics`); then the one topic of the type. Images: ``sensor_msgs/Image``
+    topics, or where a bag has none its ``CompressedImage`` ones (``IMAGE/compressed`` first).
 
     Raises:
         ValueError: no event topic, or several candidates and nothing to choose between them.
@@ -173,15 +174,21 @@ def input_topics(bag: BagReader, path: Path) -> tuple[str, str, str]:
                     topics.CAMERA_INFO: str(opts.get("camera_info_topic", "")),
                 }
     out = []
-    for default, msgtype in zip(_INPUTS, _INPUT_TYPES, strict=True):
-        cands = sorted(t for t, s in available.items() if s.msgtype == msgtype)
-        if labelled.get(default) in cands:
-            out.append(labelled[default])
-        elif default in available:
+    for key, msgtype in zip(_INPUTS, _INPUT_TYPES, strict=True):
+        default = key
+        if key == topics.IMAGE:  # raw frames, else JPEG/PNG ones (``<image>/compressed``)
+            cands = topics.image_topics(available)
+            if key not in cands and f"{key}/compressed" in cands:
+                default = f"{key}/compressed"
+        else:
+            cands = sorted(t for t, s in available.items() if s.msgtype == msgtype)
+        if labelled.get(key) in cands:
+            out.append(labelled[key])
+        elif default in cands:
             out.append(default)
         elif len(cands) == 1:
             out.append(cands[0])
-        elif not cands and default != topics.EVENTS:
+        elif not cands and key != topics.EVENTS:
             out.append("")
         else:
             what = f"several {msgtype} topics {cands}" if cands else f"no {msgtype} topic"

@@ -53,7 +53,8 @@ def add_label_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     p.add_argument("in_bag", nargs="?", metavar="IN_BAG", help="input rosbag2 (dir, .mcap, .db3)")
     p.add_argument("-o", "--out", metavar="OUT_BAG", help="output bag directory")
-    p.add_argument("--image-topic", default=topics.IMAGE, help="sensor_msgs/Image topic to label")
+    p.add_argument("--image-topic", default=topics.IMAGE,
+                   help="sensor_msgs/Image (or CompressedImage) topic to label")  # fmt: skip
     p.add_argument(
         "--camera-info-topic",
         default=topics.CAMERA_INFO,

@@ -142,7 +142,7 @@ def check_input(bag: RawBagReader, options: LabelOptions) -> None:
     if image is None:
         raise LabelError(f"{where} has no image topic {options.image_topic!r} (choose one "
                          f"with --image-topic); its topics: {listing}")  # fmt: skip
-    if image.msgtype != IMAGE_TYPE:
+    if image.msgtype not in (IMAGE_TYPE, topics.COMPRESSED_IMAGE_TYPE):
         raise LabelError(f"{where}: topic {options.image_topic!r} is a {image.msgtype}, not a "
                          f"{IMAGE_TYPE}; its topics: {listing}")  # fmt: skip
     if image.count == 0:
@@ -194,8 +194,11 @@ class _Labeller:
         try:
             msg = self.bag.decode(conn, raw)
             stamp, frame_id = stamp_ns(msg), str(msg.header.frame_id)
-            width, height = int(msg.width), int(msg.height)
+            # a raw image says its size (a bad one is still marked at it); a compressed one
+            # has the decoded frame's
+            width, height = int(getattr(msg, "width", 0)), int(getattr(msg, "height", 0))
             rgb = image_from_msg(msg)
+            height, width = rgb.shape[:2]
         except (BagError, MessageError) as err:
             st.bad_images += 1
             if len(st.bad_examples) < 5:

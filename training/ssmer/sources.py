@@ -37,7 +37,6 @@ from training.ssmer.face_boxes import DetectorBoxes
 
 LOG = logging.getLogger(__name__)
 EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
-IMAGE = "sensor_msgs/msg/Image"
 
 
 class SourceError(ValueError):
@@ -147,9 +146,10 @@ def inspect_bag(path: Path, topic: str = "") -> list[Source]:
                     f"bag {str(path)!r}: no {EVENT_PACKET} topic; it has "
                     + ", ".join(f"{t} ({s.msgtype})" for t, s in available.items())
                 )
-            images = sorted(t for t, s in available.items() if s.msgtype == IMAGE)
+            images = topics.image_topics(available)  # raw frames, else JPEG/PNG ones
             image = images[0] if len(images) == 1 else ""
-            image = topics.IMAGE if topics.IMAGE in images else image
+            for name in (topics.IMAGE, f"{topics.IMAGE}/compressed"):
+                image = name if name in images else image
             return [_inspect_topic(bag, path, name, available[name].count, image) for name in names]
     except BagError as exc:
         raise SourceError(str(exc)) from exc
