@@ -33,4 +33,3 @@ def image_topics(available: dict) -> list[str]:
         if found:
             return found
     return []
-
