@@ -15,6 +15,8 @@ KEYS = (
     "p99_ms",
     "compute_p50_ms",
     "peak_rss_mb",
+    "setup_peak_rss_mb",
+    "phases_peak_rss_mb",
     "events_mode_hz",
     "events_mode_compute_p50_ms",
     "events_only_hz",

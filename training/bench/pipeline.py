@@ -21,6 +21,11 @@ Scenarios (``scenario`` in the result):
 * ``search``: a moving face-sized blob of events plus background noise and a blank-ish image,
   where no face is ever found, so every answer pays the face search (the worst case).
 
+Memory: ``peak_rss_mb`` is the process's high-water mark, input preparation included;
+``setup_peak_rss_mb`` that mark before the phases (a long or high-rate recording's arrays peak
+there); ``phases_peak_rss_mb`` the largest resident set sampled while the phases ran (the
+pipelines plus the pre-encoded inputs, ``inputs_mb``, that they are fed from).
+
 Packets are encoded before the clock starts, so the feeder only publishes. Without trained
 weights (``facealign_ros/weights/cmfa_lite.safetensors``) a random-weight lite network of the
 same architecture is used and the detection threshold is 0 (the result says which weights).
@@ -30,6 +35,7 @@ Otherwise the pipeline runs with :class:`~facealign_ros.pipeline.PipelineConfig`
 from __future__ import annotations
 
 import argparse
+import gc
 import resource
 import sys
 import tempfile
@@ -43,6 +49,7 @@ import numpy as np
 
 from facealign_ros.pipeline import LatestOnlyWorker, Pipeline, PipelineConfig, default_model_path
 from training.bench import write_result
+from training.bench.memory import RssSampler
 from training.bench.pipeline_inputs import (
     EVENTS,
     IMAGE,
@@ -183,20 +190,24 @@ def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str
             notes.append("trained weights missing: random-weight lite network, detection forced")
         base = PipelineConfig.from_dict({"model": path, "device": device, **kw})
         fused_in = sorted(packets + images, key=lambda x: (x[0], x[1]))
-        pipe, res = _phase(base, fused_in)
-        snap = pipe.snapshot()
-        del pipe
-        ev_cfg = base.replace(mode="events", rate_hz=200.0)
-        ev_pipe, ev_res = _phase(ev_cfg, fused_in)
-        ev_snap = ev_pipe.snapshot()
-        del ev_pipe, fused_in
-        dark_pipe, dark_res = _phase(ev_cfg, packets)
-        dark_snap = dark_pipe.snapshot()
+        gc.collect()  # the recording's arrays, before the phases' memory is sampled
+        setup_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        with RssSampler() as phases_rss:
+            pipe, res = _phase(base, fused_in)
+            snap = pipe.snapshot()
+            del pipe
+            ev_cfg = base.replace(mode="events", rate_hz=200.0)
+            ev_pipe, ev_res = _phase(ev_cfg, fused_in)
+            ev_snap = ev_pipe.snapshot()
+            del ev_pipe, fused_in
+            dark_pipe, dark_res = _phase(ev_cfg, packets)
+            dark_snap = dark_pipe.snapshot()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fused, events = _report(res, snap, gt, seconds), _report(ev_res, ev_snap, gt, seconds)
     dark = _report(dark_res, dark_snap, gt, seconds)
     fused.pop("hz")
     return {"scenario": scenario, **fused, "images": snap["images"], "peak_rss_mb": peak,
+            "setup_peak_rss_mb": setup_peak, "phases_peak_rss_mb": phases_rss.peak_mb,
             **{f"events_mode_{k}": v for k, v in events.items()},
             **{f"events_only_{k}": v for k, v in dark.items()},
             "event_rate_mev_s": event_rate / 1e6, **extra, "inputs_mb": inputs_mb,
