@@ -522,6 +522,8 @@ def test_labels_a_compressed_image_topic(compressed_synth_bag: Path, tmp_path: P
     with BagReader(compressed_synth_bag) as bag:
         n = bag.topics[topics.IMAGE + "/compressed"].count
     teacher = _ListTeacher([(None, 0.0)] * (2 * n))  # no face anywhere: every frame marked
-    options = LabelOptions(image_topic=topics.IMAGE + "/compressed", force=True)
+    options = LabelOptions(force=True)  # the default topic: its /compressed sibling is taken
     stats = label_bag(compressed_synth_bag, tmp_path / "out", teacher, options)
     assert stats.images == n > 0 and stats.bad_images == 0 and stats.no_face == n
+    with BagReader(tmp_path / "out") as out:
+        assert out.topics[topics.GT_LANDMARKS].count == n  # one (marked) label per frame

@@ -35,7 +35,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -326,6 +326,9 @@ def label_bag(
     exists = out_path.exists() or out_path.is_symlink()
     tmp = out_path.with_name(f".{out_path.name}.labelled-{os.getpid()}") if exists else out_path
     with RawBagReader(in_path) as bag:
+        compressed = f"{options.image_topic}/compressed"
+        if options.image_topic not in bag.topics and compressed in bag.topics:
+            options = replace(options, image_topic=compressed)  # JPEG/PNG only
         check_input(bag, options)
         total = -(-bag.topics[options.image_topic].count // options.every)
         writer = _open_writer(bag, tmp, options)
