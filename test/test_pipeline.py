@@ -304,7 +304,7 @@ def test_camera_info_intrinsics_and_distortion_feed_head_pose(model):
     assert pipe.stats.drops["bad_camera_info"] == 3
     # a model we cannot undistort keeps its camera matrix, without the distortion
     assert pipe.on_camera_info(camera_info(K * [[2], [2], [1]], 2 * W, 2 * H, "radtan", [0.1] * 4))
-    assert np.allclose(pipe.intrinsics((W, H)), K) and pipe.face.distortion is None
+    assert np.allclose(pipe.intrinsics((W, H)), K) and pipe.face.camera[3] is None
     assert pipe.stats.counters["camera_info_distortion_ignored"] == 1
     assert pipe.on_camera_info(camera_info(K * [[2], [2], [1]], w=2 * W, h=2 * H))
     assert np.allclose(pipe.intrinsics((W, H)), K)  # scaled to the sensor

@@ -154,8 +154,9 @@ class FaceStage:
         self.stats = stats
         self.keep_debug = keep_debug
         self.tracker = FaceTracker(model.spec.box_scale, config.lost_after)
-        self.info: tuple[np.ndarray, int, int] | None = None
-        self.distortion: tuple[str, np.ndarray] | None = None  # (model, D) of camera_info
+        # camera_info's (K, width, height, distortion (model, D) or None): one tuple, replaced
+        # whole, so the worker never pairs one message's K with another's distortion
+        self.camera: tuple[np.ndarray, int, int, tuple[str, np.ndarray] | None] | None = None
         self._last_search: int | None = None
         self._last_check: int | None = None
         self._checked_frame: int | None = None
@@ -395,21 +396,25 @@ class FaceStage:
 
     def intrinsics(self, size: tuple[int, int]) -> np.ndarray:
         """Camera matrix for sensor ``size``: camera_info's (scaled if its size differs)."""
-        if self.info is None:
-            return default_intrinsics(*size)
-        K, w, h = self.info
-        if (w, h) == tuple(size):
-            return K
-        s = np.diag([size[0] / w, size[1] / h, 1.0])
-        return s @ K
+        return self._camera_at(size)[0]
+
+    def _camera_at(self, size: tuple[int, int]) -> tuple[np.ndarray, tuple[str, np.ndarray] | None]:
+        """``(K for sensor size, distortion or None)`` from one camera_info (or the default)."""
+        camera = self.camera
+        if camera is None:
+            return default_intrinsics(*size), None
+        K, w, h, distortion = camera
+        if (w, h) != tuple(size):
+            K = np.diag([size[0] / w, size[1] / h, 1.0]) @ K
+        return K, distortion
 
     def _pose(
         self, pts: np.ndarray, conf: np.ndarray, size: tuple[int, int], prior: HeadPose | None
     ) -> HeadPose | None:
-        K = self.intrinsics(size)
+        K, distortion = self._camera_at(size)
         try:
-            if self.distortion is not None:  # landmarks live in the distorted image
-                pts = undistort_points(pts, K, self.distortion)
+            if distortion is not None:  # landmarks live in the distorted image
+                pts = undistort_points(pts, K, distortion)
             return estimate_pose(
                 pts,
                 K,

@@ -186,8 +186,7 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001
             self._reject(InputError("bad_camera_info", f"unusable camera_info: {exc}"))
             return False
-        self.face.info = (K, w, h)
-        self.face.distortion = distortion
+        self.face.camera = (K, w, h, distortion)
         self.stats.count("camera_infos")
         return True
 
