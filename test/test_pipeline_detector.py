@@ -14,7 +14,7 @@ from test_pipeline import run  # feeds a bag's messages through a pipeline
 from facealign_ros.bag import BagReader
 from facealign_ros.face.detector import DetectorError, FaceDetection
 from facealign_ros.pipeline import Pipeline, PipelineConfig, load_model
-from facealign_ros.pipeline.align import box_from_detection, load_detector
+from facealign_ros.pipeline.detection import box_from_detection, load_detector
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_search_starts_at_the_detection_and_each_frame_re_frames_the_crop(model,
 
 
 def test_dim_frame_detections_are_framed_with_their_own_constants(monkeypatch) -> None:
-    from facealign_ros.pipeline import align
+    from facealign_ros.pipeline import detection as align
 
     monkeypatch.setattr(align, "DIM_DETECTION_EXTENT", 1.5)
     monkeypatch.setattr(align, "DIM_DETECTION_DROP", 0.1)

@@ -9,7 +9,7 @@ import pytest
 
 from facealign_ros.face.crop import box_from_landmarks
 from facealign_ros.face.detector import BlazeFaceDetector, FaceDetection
-from facealign_ros.pipeline.align import box_from_detection
+from facealign_ros.pipeline.detection import box_from_detection
 from training.data import load_bag_arrays
 from training.ssmer.config import load_ssmer_config
 from training.ssmer.face_boxes import DetectorBoxes

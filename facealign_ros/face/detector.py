@@ -97,7 +97,7 @@ class FaceDetection:
         score: detection probability in [0, 1].
         keypoints: ``(6, 2)`` pixels, in :data:`KEYPOINTS` order.
         brightened: found in a dim frame after :func:`brighten_dim` (its boxes sit differently
-            on the face: ``facealign_ros.pipeline.align.box_from_detection``).
+            on the face: ``facealign_ros.pipeline.detection.box_from_detection``).
     """
 
     box: tuple[float, float, float, float]

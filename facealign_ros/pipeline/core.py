@@ -27,8 +27,9 @@ import numpy as np
 
 from facealign_ros.face.pose import UnsupportedDistortionError, camera_distortion
 from facealign_ros.messages import MessageError, image_from_msg, stamp_ns
-from facealign_ros.pipeline.align import FaceStage, load_detector
+from facealign_ros.pipeline.align import FaceStage
 from facealign_ros.pipeline.config import PipelineConfig
+from facealign_ros.pipeline.detection import load_detector
 from facealign_ros.pipeline.health import LogFn, PipelineStats, ThrottledLog
 from facealign_ros.pipeline.inputs import EventStream, InputError
 from facealign_ros.pipeline.model import ModelRunner, load_model

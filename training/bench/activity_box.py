@@ -3,7 +3,7 @@
 For windows of bags with ground truth (every ``--every``-th labelled frame), compares
 :func:`training.ssmer.sources.activity_box` on the 30 ms event window ending at the frame, and
 (``--detector``) the crop BlazeFace's best detection in the RGB frame gives
-(:func:`~facealign_ros.pipeline.align.box_from_detection`), with the face box from the
+(:func:`~facealign_ros.pipeline.detection.box_from_detection`), with the face box from the
 ground-truth landmarks (landmark extent x 1.25): centre error in box sides and side ratio, as
 medians and 10th/90th percentiles, overall and per light level; for the detector also the
 fraction of frames with a detection.
@@ -38,7 +38,7 @@ def measure(
     """Centre error (in ground-truth box sides) and side ratio statistics per box source."""
     from facealign_ros.face.crop import box_from_landmarks
     from facealign_ros.face.detector import BlazeFaceDetector
-    from facealign_ros.pipeline.align import box_from_detection
+    from facealign_ros.pipeline.detection import box_from_detection
     from training.data import expand_paths, load_bag_arrays
     from training.data.bag_arrays import LIGHTS
     from training.ssmer.sources import activity_box

@@ -1,17 +1,17 @@
 r"""Where BlazeFace's best box lands, frame by frame, on bags with ground truth.
 
 For every ``--every``-th RGB frame of each bag, and for each ``--dim-level`` (the node's
-``face_detector_dim_level``: dim frames are blurred and contrast-stretched first, 0 = never), the
-frame goes through :class:`~facealign_ros.face.detector.BlazeFaceDetector` and its best
-detection, framed as the node frames it (:func:`~facealign_ros.pipeline.align.box_from_detection`),
-is compared with the ground-truth face box (the landmark extent, same framing): *on* the face
-when they overlap by more than the node's wrong-lock limit (IoU > ``REDETECT_IOU``), *off* it
-otherwise, *none* without a detection. Reported per level: frames, on, off, none, and how many
-frames were dim (changed by the level); one row per bag. For the detections on the face, the
-framing the node's constants stand for (``DETECTION_EXTENT``, ``DETECTION_DROP`` and their dim
-frame counterparts): the landmark extent's side per detection side and the landmark-box centre
-below the detection's, per detection side — median and quartiles, over dim and other frames apart
-(``framing``).
+``face_detector_dim_level``: dim frames are blurred and contrast-stretched first, 0 = never),
+the frame goes through :class:`~facealign_ros.face.detector.BlazeFaceDetector` and its best
+detection, framed as the node frames it
+(:func:`~facealign_ros.pipeline.detection.box_from_detection`), is compared with the
+ground-truth face box (the landmark extent, same framing): *on* the face when they overlap by
+more than the node's wrong-lock limit (IoU > ``REDETECT_IOU``), *off* it otherwise, *none*
+without a detection. Reported per level: frames, on, off, none, and how many frames were dim
+(changed by the level); one row per bag. For the detections on the face, the framing the node's
+constants stand for (``DETECTION_EXTENT``, ``DETECTION_DROP`` and their dim frame counterparts):
+the landmark extent's side per detection side and the landmark-box centre below the detection's,
+per detection side — median and quartiles, over dim and other frames apart (``framing``).
 
     python -m training.bench.detector_frames --bags 'data/synth_smallpix/test_*dark*' \\
         --dim-level 0,100 --every 3
@@ -82,7 +82,7 @@ def run(
     """Counts per dim level over ``bags`` (see the module docstring)."""
     from facealign_ros.face.crop import box_from_landmarks
     from facealign_ros.face.detector import BlazeFaceDetector, brighten_dim
-    from facealign_ros.pipeline.align import REDETECT_IOU, box_from_detection
+    from facealign_ros.pipeline.detection import REDETECT_IOU, box_from_detection
 
     scale = 1.25  # any framing does: both boxes use it
     det = BlazeFaceDetector(model)  # dim_level 0: each level's frame is brightened here, once

@@ -5,7 +5,7 @@ Unlabelled recordings have no face boxes. The label-free default, the event acti
 (median) and 1.3x its size, so pretraining crops do not look like the crops fine-tuning and the
 node feed the encoder (the face box). A rig with an RGB camera registered to the event sensor
 (what the node and the training data assume) has a better label-free box: BlazeFace's detection
-in the RGB frame, framed as the node frames it (:func:`~facealign_ros.pipeline.align.
+in the RGB frame, framed as the node frames it (:func:`~facealign_ros.pipeline.detection.
 box_from_detection`): 0.036 sides off, side 1.006x (median, 20 synthetic bags, all light levels;
 ``python -m training.bench.activity_box --bags 'data/synth/train_10[0-1]*' --detector``).
 
@@ -59,7 +59,7 @@ class DetectorBoxes:
 
     def observe(self, stamp_ns: int, rgb: np.ndarray) -> Box | None:
         """Detect in one RGB frame (ROS time ``stamp_ns``); returns the best box or None."""
-        from facealign_ros.pipeline.align import box_from_detection
+        from facealign_ros.pipeline.detection import box_from_detection
 
         found = self.detector.detect(rgb)
         if not found:
