@@ -253,6 +253,21 @@ def test_bad_images_are_counted_not_raised(model):
     assert pipe2.stats.drops["image_size"] == 1
 
 
+def test_a_wrong_size_image_says_which_homography_would_register_it(model):
+    said: list[str] = []
+    cfg = PipelineConfig(device="cpu", detect_threshold=0.0)
+    pipe = Pipeline(cfg, model, said.append)
+    pipe.on_events(packet(np.arange(0, 20000, 20), T0), 0)
+    pipe.on_image(image(T0 + 10_000_000, w=173, h=130), 0)  # half the sensor's resolution
+    assert pipe.step(0, flush=True).mode == "events"
+    (hint,) = [m for m in said if "image_size" in m or "homography" in m]
+    assert "[2, 0, 0, 0, 2, 0, 0, 0, 1]" in hint
+    scaled = Pipeline(cfg.replace(homography=(2, 0, 0, 0, 2, 0, 0, 0, 1)), model)
+    scaled.on_events(packet(np.arange(0, 20000, 20), T0), 0)
+    scaled.on_image(image(T0 + 10_000_000, w=173, h=130), 0)
+    assert scaled.step(0, flush=True).mode == "fused"  # the hint's homography registers it
+
+
 def test_time_backwards_and_bag_loop(model):
     pipe = make_pipe(model, mode="rgb")
     pipe.on_image(image(T0 + 100_000_000), 0)

@@ -308,10 +308,13 @@ class Pipeline:
             if not c.registered:
                 rgb = cv2.warpPerspective(rgb, c.homography_matrix, size)
             elif (rgb.shape[1], rgb.shape[0]) != size:
+                w, h = rgb.shape[1], rgb.shape[0]
                 self._reject(
                     InputError(
                         "image_size",
-                        f"image {rgb.shape[1]}x{rgb.shape[0]} != sensor {size[0]}x{size[1]}",
+                        f"image {w}x{h} != sensor {size[0]}x{size[1]}: set the homography "
+                        "parameter (RGB to event pixels; for a co-axial rig of another "
+                        f"resolution [{size[0] / w:.4g}, 0, 0, 0, {size[1] / h:.4g}, 0, 0, 0, 1])",
                     )
                 )
                 rgb = None
