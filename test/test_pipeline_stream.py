@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facealign_ros.bag import make_event_packet
-from facealign_ros.events import encode, make_events
+from facealign_ros.events import EVENT_DTYPE, encode, make_events
 from facealign_ros.pipeline import EventStream, InputError, PipelineConfig
 from facealign_ros.pipeline.config import MAX_SENSOR_SIDE
 
@@ -115,3 +115,28 @@ def test_implausible_sensor_size_is_refused(size):
     assert s.size == (W, H)
     with pytest.raises(ValueError, match="sensor_width"):
         PipelineConfig(sensor_width=MAX_SENSOR_SIDE + 1, sensor_height=H)
+
+
+def test_anti_flicker_drops_a_flickering_pixel_and_counts_it():
+    """A pixel firing at 100 Hz is dropped after two periods; a moving edge's events pass."""
+    on = EventStream(10**9, 10**6, 10**9, 10**9, flicker_band_hz=(80.0, 150.0))
+    off = EventStream(10**9, 10**6, 10**9, 10**9)
+    t = np.arange(0, 100_000_000, 5_000_000)  # both polarities alternate every 5 ms: 100 Hz
+    ev = make_events(
+        t // 1000 * 1000, np.full(t.size, 3), np.full(t.size, 4), np.arange(t.size) % 2
+    )
+    edge = make_events(
+        [50_000_000 + k * 1000 for k in range(5)], [10 + k for k in range(5)], [9] * 5, [1] * 5
+    )
+    both = np.concatenate([ev, edge])
+    both = both[np.argsort(both["t"], kind="stable")].astype(EVENT_DTYPE)
+    for s in (on, off):
+        s.push(make_event_packet(encode(both, "evt3", W, H), W, H, "evt3", 0, 0, T0 + 100_000_000))
+    assert len(off.buffer) == both.size
+    assert len(on.buffer) == both.size - on.stats()["flicker_events_dropped"]
+    assert 10 <= on.stats()["flicker_events_dropped"] <= ev.size - 4  # the train, after 2 periods
+    kept = on.buffer.window(0, 2**62)
+    assert np.count_nonzero(kept["y"] == 9) == 5  # the edge passed
+    assert "flicker_events_dropped" not in off.stats()
+    with pytest.raises(ValueError, match="anti_flicker_min_hz"):
+        PipelineConfig(anti_flicker=True, anti_flicker_min_hz=200.0)

@@ -98,6 +98,10 @@ class PipelineConfig:
         sensor_width: event sensor width, px; 0 = from the first packet (or the image in ``rgb``).
         sensor_height: event sensor height, px; 0 = from the first packet.
         homography: row-major 3x3 map from RGB pixels to event pixels (identity: registered).
+        anti_flicker: drop the events of pixels firing periodically in the band below (lamps on
+            50/60 Hz mains flicker at 100/120 Hz; :mod:`facealign_ros.events.flicker`).
+        anti_flicker_min_hz: lowest flicker frequency dropped, Hz.
+        anti_flicker_max_hz: highest flicker frequency dropped, Hz.
     """
 
     mode: str = "fused"
@@ -138,6 +142,9 @@ class PipelineConfig:
     sensor_width: int = 0
     sensor_height: int = 0
     homography: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    anti_flicker: bool = False
+    anti_flicker_min_hz: float = 80.0
+    anti_flicker_max_hz: float = 150.0
 
     def __post_init__(self) -> None:
         for name in ("model", "face_detector_model"):
@@ -177,6 +184,11 @@ class PipelineConfig:
         if not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)):
             raise ValueError(
                 f"invalid PipelineConfig: device {self.device!r}; choose {DEVICES} or cuda:N"
+            )
+        if self.anti_flicker_min_hz >= self.anti_flicker_max_hz:
+            raise ValueError(
+                f"invalid PipelineConfig: anti_flicker_min_hz {self.anti_flicker_min_hz} must be "
+                f"under anti_flicker_max_hz {self.anti_flicker_max_hz}"
             )
         if (self.sensor_width == 0) != (self.sensor_height == 0):
             raise ValueError(
@@ -275,6 +287,8 @@ PARAMETER_RANGES: dict[str, tuple[float, float]] = {
     "max_window_events": (100, 100_000_000),
     "loop_threshold_ms": (1.0, 3_600_000.0),
     "max_event_skew_ms": (1.0, 3_600_000.0),
+    "anti_flicker_min_hz": (1.0, 10_000.0),
+    "anti_flicker_max_hz": (1.0, 10_000.0),
     "sensor_width": (0, MAX_SENSOR_SIDE),
     "sensor_height": (0, MAX_SENSOR_SIDE),
 }

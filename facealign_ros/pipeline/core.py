@@ -78,6 +78,7 @@ class Pipeline:
             int(c.max_event_skew_ms * _MS),
             c.sensor_width,
             c.sensor_height,
+            (c.anti_flicker_min_hz, c.anti_flicker_max_hz) if c.anti_flicker else None,
         )
         detector = load_detector(config, lambda m: self.log.warn("detector", m))
         self.face = FaceStage(config, model, self.stats, keep_debug, detector)

@@ -15,6 +15,7 @@ import numpy as np
 
 from facealign_ros.events import DECODE_ENCODINGS, DecodeError, Decoder, EventBuffer
 from facealign_ros.events.clock import SensorClock
+from facealign_ros.events.flicker import FlickerFilter
 from facealign_ros.messages import stamp_ns
 from facealign_ros.pipeline.config import MAX_SENSOR_SIDE
 
@@ -59,6 +60,8 @@ class EventStream:
         max_skew_ns: events mapped further than this from their packet stamp are dropped.
         width: expected sensor width (0 = from the first packet).
         height: expected sensor height (0 = from the first packet).
+        flicker_band_hz: ``(min, max)`` flicker frequencies whose periodic pixels are dropped
+            (:class:`~facealign_ros.events.flicker.FlickerFilter`); None = keep every event.
     """
 
     def __init__(
@@ -69,8 +72,11 @@ class EventStream:
         max_skew_ns: int,
         width: int = 0,
         height: int = 0,
+        flicker_band_hz: tuple[float, float] | None = None,
     ) -> None:
         self.buffer = EventBuffer(max_events, buffer_ns, reorder_tolerance_ns=2_000_000)
+        self.flicker_band_hz = flicker_band_hz
+        self.flicker: FlickerFilter | None = None  # made with the decoder (it needs the size)
         self.clock = SensorClock()
         self.loop_threshold_ns = int(loop_threshold_ns)
         self.max_skew_ns = int(max_skew_ns)
@@ -97,6 +103,8 @@ class EventStream:
         """Forget the stream (decoder state, clock, buffer); counters are kept."""
         if self.decoder is not None:
             self.decoder.reset()
+        if self.flicker is not None:
+            self.flicker.reset()
         self.clock.reset()
         self.buffer.clear()
         self.last_stamp_ns = None
@@ -131,6 +139,8 @@ class EventStream:
                 self.decoder = Decoder(enc, w, h)
             except DecodeError as exc:
                 raise InputError("bad_packet", str(exc)) from None
+            if self.flicker_band_hz is not None:
+                self.flicker = FlickerFilter(w, h, *self.flicker_band_hz)
             return self.decoder
         d = self.decoder
         if (enc, w, h) == (d.encoding, d.width, d.height):
@@ -169,6 +179,8 @@ class EventStream:
             raise
         except (DecodeError, AttributeError, TypeError, ValueError, OverflowError) as exc:
             raise InputError("bad_packet", f"cannot decode event packet: {exc}") from None
+        if self.flicker is not None and events.size:
+            events = events[self.flicker.keep(events)]  # sensor time, before the clock map
         if events.size == 0:
             return 0
         payload = getattr(msg, "events", None)
@@ -205,6 +217,8 @@ class EventStream:
     def stats(self) -> dict[str, Any]:
         """Decoder, clock and buffer counters as one JSON-able dict."""
         out: dict[str, Any] = {"loops": self.loops}
+        if self.flicker is not None:
+            out["flicker_events_dropped"] = self.flicker.dropped
         if self.decoder is not None:
             d = self.decoder.stats
             out.update(
