@@ -99,12 +99,9 @@ class FlickerFilter:
         """
         n = int(events.size)
         out = np.ones(n, np.bool_)
-        if n:
+        if n:  # the fields as they are (strided views, no copies): numba reads them in place
             _filter(
-                np.ascontiguousarray(events["t"], np.int64),
-                np.ascontiguousarray(events["x"], np.int64),
-                np.ascontiguousarray(events["y"], np.int64),
-                np.ascontiguousarray(events["p"], np.int64),
+                events["t"], events["x"], events["y"], events["p"],
                 self._last, self._start, self._streak, out,
                 self.gap_ns, self.pmin, self.pmax, self.bursts,
             )  # fmt: skip

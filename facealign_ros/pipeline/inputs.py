@@ -180,7 +180,9 @@ class EventStream:
         except (DecodeError, AttributeError, TypeError, ValueError, OverflowError) as exc:
             raise InputError("bad_packet", f"cannot decode event packet: {exc}") from None
         if self.flicker is not None and events.size:
-            events = events[self.flicker.keep(events)]  # sensor time, before the clock map
+            keep = self.flicker.keep(events)  # sensor time, before the clock map
+            if not keep.all():
+                events = events[keep]
         if events.size == 0:
             return 0
         payload = getattr(msg, "events", None)
