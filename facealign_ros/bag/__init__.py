@@ -6,7 +6,7 @@ kept once as .msg text under ``facealign_ros/msg_defs`` and registered by
 recorder was killed before it finished the file.
 """
 
-from .io import BagError, BagReader, BagWriter, Storage, TopicSummary
+from .io import BagError, BagReader, TopicSummary
 from .recover import RecoverReport, recover_bag
 from .typestore import (
     EVENT_PACKET,
@@ -24,6 +24,7 @@ from .typestore import (
     normalize_typename,
     time_to_ns,
 )
+from .writer import BagWriter, Storage
 
 __all__ = [
     "EVENT_PACKET",

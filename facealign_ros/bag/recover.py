@@ -5,7 +5,7 @@ and footer, and the last chunk often half written; rosbags, and so :class:`~.io.
 refuse such a file. :func:`recover_bag` reads every mcap file of the bag with
 :func:`~.mcap_scan.scan_mcap` as far as it is intact and writes each message it finds, with
 its topic, type, log time and raw CDR bytes, into a new bag (atomically, like
-:class:`~.io.BagWriter`), keeping the recording's own message definitions and QoS profiles.
+:class:`~.writer.BagWriter`), keeping the recording's own message definitions and QoS profiles.
 
 Example:
     >>> report = recover_bag("crashed_bag", "recovered_bag")  # doctest: +SKIP
@@ -23,9 +23,10 @@ from rosbags.rosbag2.metadata import parse_qos
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg
 from rosbags.typesys import get_typestore as rosbags_typestore
 
-from .io import BagError, BagWriter, TopicSummary
+from .io import BagError, TopicSummary
 from .mcap_scan import McapChannel, McapMessage, McapSchema, ScanReport, scan_mcap, starts_like_mcap
 from .typestore import get_typestore
+from .writer import BagWriter
 
 if TYPE_CHECKING:
     import os
