@@ -49,8 +49,7 @@ _NODE_PARAMS = (
         "image_transport",
         "raw",
         "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage "
-        "(JPEG/PNG) on image_topic + '/compressed' (a remap of 'image' needs one of "
-        "'image/compressed' beside it; the launch file has both)",
+        "(JPEG/PNG) on the remapped image_topic + '/compressed', as image_transport names it",
     ),
     Param("camera_info_topic", "camera_info", "sensor_msgs/CameraInfo (intrinsics for head pose)"),
     Param("publish_tf", True, "broadcast the REP-155 face_<id> TF frame"),
@@ -94,10 +93,17 @@ def split_parameters(values: dict[str, Any]) -> tuple[PipelineConfig, dict[str, 
     return cfg, node
 
 
-def image_subscription(options: dict[str, Any]) -> tuple[str, str]:
-    """``(topic, message type)`` of the image input the node options ask for."""
+def image_subscription(
+    options: dict[str, Any], resolve: Callable[[str], str] | None = None
+) -> tuple[str, str]:
+    """``(topic, message type)`` of the image input the node options ask for.
+
+    ``compressed`` appends ``/compressed`` to the *resolved* (remapped) image topic, as
+    ``image_transport`` does, when ``resolve`` (the node's ``resolve_topic_name``) is given.
+    """
     if options["image_transport"] == "compressed":
-        return f"{options['image_topic']}/compressed", "sensor_msgs/msg/CompressedImage"
+        base = resolve(options["image_topic"]) if resolve is not None else options["image_topic"]
+        return f"{base}/compressed", "sensor_msgs/msg/CompressedImage"
     return options["image_topic"], "sensor_msgs/msg/Image"
 
 
@@ -239,7 +245,7 @@ class AlignNode(LifecycleNode):  # type: ignore[misc,valid-type]
         pipe, opts = self.pipeline, self.options
         for topic, typename, cb in (
             (opts["events_topic"], "event_camera_msgs/msg/EventPacket", pipe.on_events),
-            (*image_subscription(opts), pipe.on_image),
+            (*image_subscription(opts, getattr(self, "resolve_topic_name", None)), pipe.on_image),
             (opts["camera_info_topic"], "sensor_msgs/msg/CameraInfo", pipe.on_camera_info),
         ):
             self._entities.append(self.create_subscription(

@@ -72,7 +72,6 @@ def generate_launch_description() -> LaunchDescription:
         remappings=[
             ("events", cfg["events_topic"]),
             ("image", cfg["image_topic"]),
-            ("image/compressed", [cfg["image_topic"], "/compressed"]),
             ("camera_info", cfg["camera_info_topic"]),
         ],
     )

@@ -127,3 +127,16 @@ def test_diagnostic_values_and_levels():
     for _ in range(100):
         st.latency(500.0, 500.0)
     assert diagnostic_summary(st.snapshot())[0] == 2
+
+
+def test_compressed_images_follow_the_remapped_image_topic():
+    opts = {"image_topic": "image", "image_transport": "raw"}
+    assert node.image_subscription(opts) == ("image", "sensor_msgs/msg/Image")
+    opts["image_transport"] = "compressed"
+    remap = {"image": "/cam/front/image_raw"}.get  # what the node's resolve_topic_name does
+    assert node.image_subscription(opts, remap) == (
+        "/cam/front/image_raw/compressed",
+        "sensor_msgs/msg/CompressedImage",
+    )
+    with pytest.raises(ValueError, match="image_transport"):
+        node.split_parameters({"image_transport": "theora"})
