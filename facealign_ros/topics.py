@@ -4,6 +4,10 @@ Inputs are the defaults (remappable in the node, flags in ``facealign replay``);
 topics are what ``facealign synth`` and ``facealign label`` write and evaluation reads.
 """
 
+from __future__ import annotations
+
+from collections.abc import Container
+
 EVENTS = "/event_camera/events"
 IMAGE = "/camera/image_raw"
 CAMERA_INFO = "/camera/camera_info"
@@ -20,6 +24,15 @@ IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 """JPEG/PNG frames (``image_transport``'s ``compressed``, topic ``<image>/compressed``): read
 where a bag has no raw image topic."""
+
+
+def image_topic_in(topic: str, available: Container[str]) -> str:
+    """``topic``, or its ``/compressed`` sibling where ``available`` holds only that.
+
+    Robots often record only ``image_transport``'s compressed stream (JPEG/PNG frames).
+    """
+    compressed = f"{topic}/compressed"
+    return compressed if topic not in available and compressed in available else topic
 
 
 def image_topics(available: dict) -> list[str]:

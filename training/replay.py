@@ -18,7 +18,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,7 @@ def replay(
     gt, results, counts, gt_bad = GroundTruth(), [], {}, {}
     with BagReader(in_bag) as reader:
         have = reader.topics
-        image_topic = _image_topic(image_topic, have)
+        image_topic = topics.image_topic_in(image_topic, have)  # raw, else JPEG/PNG frames
         inputs = [t for t in (events_topic, image_topic, info_topic) if t in have]
         if events_topic not in have and image_topic not in have:
             raise ValueError(f"{in_bag}: neither {events_topic} nor {image_topic} is in the bag")
@@ -211,18 +211,6 @@ def replay(
         "metrics": score(results, gt),
         "ground_truth_skipped": dict(sorted(gt_bad.items())),
     }
-
-
-def _image_topic(image_topic: str, have: Mapping[str, Any]) -> str:
-    """``image_topic``, or its ``/compressed`` sibling when the bag holds only that.
-
-    Robots often record only ``image_transport``'s compressed stream
-    (``sensor_msgs/CompressedImage``, JPEG or PNG), which the pipeline decodes as well.
-    """
-    compressed = f"{image_topic}/compressed"
-    if image_topic not in have and compressed in have:
-        return compressed
-    return image_topic
 
 
 def _add_ground_truth(gt: GroundTruth, topic: str, msg: Any) -> bool:

@@ -178,8 +178,7 @@ def input_topics(bag: BagReader, path: Path) -> tuple[str, str, str]:
         default = key
         if key == topics.IMAGE:  # raw frames, else JPEG/PNG ones (``<image>/compressed``)
             cands = topics.image_topics(available)
-            if key not in cands and f"{key}/compressed" in cands:
-                default = f"{key}/compressed"
+            default = topics.image_topic_in(key, cands)
         else:
             cands = sorted(t for t, s in available.items() if s.msgtype == msgtype)
         if labelled.get(key) in cands:

@@ -64,7 +64,6 @@ OUTPUT_TOPICS: dict[str, str] = {
 }
 REPLACED_TOPICS = (*OUTPUT_TOPICS, topics.GT_LANDMARKS_HF)
 """Ground truth already in the input: an error, or (with ``force``) dropped and replaced."""
-IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 
 
@@ -142,9 +141,10 @@ def check_input(bag: RawBagReader, options: LabelOptions) -> None:
     if image is None:
         raise LabelError(f"{where} has no image topic {options.image_topic!r} (choose one "
                          f"with --image-topic); its topics: {listing}")  # fmt: skip
-    if image.msgtype not in (IMAGE_TYPE, topics.COMPRESSED_IMAGE_TYPE):
+    if image.msgtype not in (topics.IMAGE_TYPE, topics.COMPRESSED_IMAGE_TYPE):
         raise LabelError(f"{where}: topic {options.image_topic!r} is a {image.msgtype}, not a "
-                         f"{IMAGE_TYPE}; its topics: {listing}")  # fmt: skip
+                         f"{topics.IMAGE_TYPE} (nor a CompressedImage); its topics: "
+                         f"{listing}")  # fmt: skip
     if image.count == 0:
         raise LabelError(f"{where}: topic {options.image_topic!r} has no messages")
     if (found := [t for t in REPLACED_TOPICS if t in present]) and not options.force:
@@ -326,9 +326,9 @@ def label_bag(
     exists = out_path.exists() or out_path.is_symlink()
     tmp = out_path.with_name(f".{out_path.name}.labelled-{os.getpid()}") if exists else out_path
     with RawBagReader(in_path) as bag:
-        compressed = f"{options.image_topic}/compressed"
-        if options.image_topic not in bag.topics and compressed in bag.topics:
-            options = replace(options, image_topic=compressed)  # JPEG/PNG only
+        image_topic = topics.image_topic_in(options.image_topic, bag.topics)
+        if image_topic != options.image_topic:
+            options = replace(options, image_topic=image_topic)  # JPEG/PNG frames only
         check_input(bag, options)
         total = -(-bag.topics[options.image_topic].count // options.every)
         writer = _open_writer(bag, tmp, options)

@@ -147,9 +147,8 @@ def inspect_bag(path: Path, topic: str = "") -> list[Source]:
                     + ", ".join(f"{t} ({s.msgtype})" for t, s in available.items())
                 )
             images = topics.image_topics(available)  # raw frames, else JPEG/PNG ones
-            image = images[0] if len(images) == 1 else ""
-            for name in (topics.IMAGE, f"{topics.IMAGE}/compressed"):
-                image = name if name in images else image
+            preferred = topics.image_topic_in(topics.IMAGE, images)
+            image = preferred if preferred in images else images[0] if len(images) == 1 else ""
             return [_inspect_topic(bag, path, name, available[name].count, image) for name in names]
     except BagError as exc:
         raise SourceError(str(exc)) from exc
