@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from facealign_ros import topics
-from facealign_ros.bag import BagReader, BagWriter, msg_class
+from facealign_ros.bag import BagReader, BagWriter, msg_class, within
 from facealign_ros.face.landmarks import REP155_70
 from facealign_ros.face.pose import matrix_to_euler
 from facealign_ros.messages import landmarks_from_msg, pose_from_msg, stamp_ns
@@ -147,8 +147,7 @@ def replay(
         ValueError: an output inside the input bag, or a bag without the input topics.
     """
     t_wall = time.perf_counter()
-    src, dst = Path(in_bag).resolve(), Path(out_bag).resolve()
-    if dst == src or src in dst.parents:
+    if within(out_bag, in_bag):
         raise ValueError(f"output {out_bag} lies inside the input bag {in_bag}, which is only read")
     if pipeline is None:
         pipeline = Pipeline.from_config(config, keep_debug=keep_debug)

@@ -6,7 +6,7 @@ kept once as .msg text under ``facealign_ros/msg_defs`` and registered by
 recorder was killed before it finished the file.
 """
 
-from .io import BagError, BagReader, TopicSummary
+from .io import BagError, BagReader, TopicSummary, within
 from .recover import RecoverReport, recover_bag
 from .typestore import (
     EVENT_PACKET,
@@ -48,4 +48,5 @@ __all__ = [
     "normalize_typename",
     "recover_bag",
     "time_to_ns",
+    "within",
 ]

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from rosbags.interfaces.typing import Typesdict
     from rosbags.typesys.store import Typestore
 
-__all__ = ["BagError", "BagReader", "TopicSummary"]
+__all__ = ["BagError", "BagReader", "TopicSummary", "within"]
 
 
 class BagError(ValueError):
@@ -42,6 +42,16 @@ class TopicSummary(NamedTuple):
 
     msgtype: str
     count: int
+
+
+def within(path: str | os.PathLike[str], bag: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is ``bag`` or lies inside it (both resolved, symlinks followed).
+
+    Commands that read a bag and write another refuse an output for which this holds: the
+    input is only read.
+    """
+    p, b = Path(path).resolve(), Path(bag).resolve()
+    return p == b or b in p.parents
 
 
 def _recover_hint(path: Path) -> str:

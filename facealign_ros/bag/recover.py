@@ -23,7 +23,7 @@ from rosbags.rosbag2.metadata import parse_qos
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg
 from rosbags.typesys import get_typestore as rosbags_typestore
 
-from .io import BagError, TopicSummary
+from .io import BagError, TopicSummary, within
 from .mcap_scan import McapChannel, McapMessage, McapSchema, ScanReport, scan_mcap, starts_like_mcap
 from .typestore import get_typestore
 from .writer import BagWriter
@@ -272,8 +272,7 @@ class _Copier:
 
 def _check_output(src: Path, dst: Path) -> None:
     """Refuse an output path inside the input bag (or equal to it)."""
-    s, d = src.resolve(), dst.resolve()
-    if d == s or s in d.parents:
+    if within(dst, src):
         raise _error(dst, f"is inside the input bag {str(src)!r}; write the new bag elsewhere")
 
 

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from facealign_ros import topics
-from facealign_ros.bag import FACIAL_LANDMARKS, BagError, msg_class
+from facealign_ros.bag import FACIAL_LANDMARKS, BagError, msg_class, within
 from facealign_ros.face.pose import default_intrinsics, estimate_pose
 from facealign_ros.messages import (
     MessageError,
@@ -266,8 +266,7 @@ def _check_paths(in_path: Path, out_path: Path, force: bool) -> None:
     ``--force`` replaces only an existing *bag* (a folder with ``metadata.yaml``, or an
     ``.mcap``/``.db3`` file) or an empty folder, never another folder or file.
     """
-    src, dst = in_path.resolve(), out_path.resolve()
-    if dst == src or src in dst.parents or dst in src.parents:
+    if within(out_path, in_path) or within(in_path, out_path):
         raise LabelError(f"output {str(out_path)!r} is the input bag, inside it or contains it")
     if out_path.exists() or out_path.is_symlink():
         if not force:
