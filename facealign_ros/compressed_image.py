@@ -13,6 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facealign_ros.messages import byte_field
+
 MAX_PIXELS = 4096 * 4096
 """Largest compressed image decoded, pixels."""
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -34,11 +36,7 @@ def header_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
     Args:
         data: the compressed bytes.
     """
-    buf = (
-        np.frombuffer(data, np.uint8)
-        if isinstance(data, (bytes, bytearray, memoryview))
-        else np.asarray(data, np.uint8).reshape(-1)
-    )
+    buf = byte_field(data)
 
     def take(i: int, n: int) -> bytes:
         return buf[i : i + n].tobytes()
@@ -79,12 +77,7 @@ def decode_compressed(msg: Any) -> np.ndarray:
         ValueError: not a JPEG or PNG, an image over :data:`MAX_PIXELS` or without pixels,
             or data that does not decode.
     """
-    raw = msg.data
-    data = (
-        np.frombuffer(raw, np.uint8)
-        if isinstance(raw, (bytes, bytearray, memoryview)) or hasattr(raw, "typecode")
-        else np.asarray(raw, dtype=np.uint8).reshape(-1)
-    )
+    data = byte_field(msg.data)
     fmt = str(msg.format)
     size = header_size(data)
     if size is None:

@@ -41,6 +41,19 @@ IMAGE_ENCODINGS = tuple(_CHANNELS)
 as in ``sensor_msgs/image_encodings.hpp``; ``bayer_*8`` are demosaiced bilinearly)."""
 
 
+def byte_field(data: Any) -> np.ndarray:
+    """A message's ``uint8[]`` field as a 1-D uint8 array, without a copy where possible.
+
+    Takes what rosbags (numpy array) and rclpy (``array.array("B")``, bytes, or a list) hold;
+    any other numpy array is viewed as its bytes.
+    """
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8)
+    if isinstance(data, (list, tuple)):
+        return np.asarray(data, dtype=np.uint8)
+    return np.frombuffer(memoryview(data), dtype=np.uint8)  # bytes, bytearray, array.array
+
+
 def image_from_msg(msg: Any) -> np.ndarray:
     """``sensor_msgs/Image`` -> ``(H, W, 3)`` uint8 RGB array (a copy).
 
@@ -77,13 +90,7 @@ def image_from_msg(msg: Any) -> np.ndarray:
         raise MessageError(f"{enc} image of odd width {w}: pixels come in pairs")
     if step < w * ch * bpp:
         raise MessageError(f"image step {step} is smaller than width x pixel size {w * ch * bpp}")
-    raw = msg.data
-    if isinstance(raw, np.ndarray):
-        data = raw.reshape(-1).view(np.uint8)
-    elif isinstance(raw, (list, tuple)):
-        data = np.asarray(raw, dtype=np.uint8)
-    else:  # bytes, bytearray, memoryview, rclpy's array.array("B")
-        data = np.frombuffer(memoryview(raw), dtype=np.uint8)
+    data = byte_field(msg.data)
     if data.size < h * step:
         raise MessageError(f"image data has {data.size} bytes, expected {h} x {step}")
     rows = data[: h * step].reshape(h, step)[:, : w * ch * bpp]
