@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from facealign_ros import topics
 from facealign_ros.pipeline.config import PARAMETER_RANGES, PipelineConfig
 from facealign_ros.results import OutputMessage
 
@@ -103,8 +104,8 @@ def image_subscription(
     """
     if options["image_transport"] == "compressed":
         base = resolve(options["image_topic"]) if resolve is not None else options["image_topic"]
-        return f"{base}/compressed", "sensor_msgs/msg/CompressedImage"
-    return options["image_topic"], "sensor_msgs/msg/Image"
+        return f"{base}/compressed", topics.COMPRESSED_IMAGE_TYPE
+    return options["image_topic"], topics.IMAGE_TYPE
 
 
 def rclpy_factory(typename: str) -> type:
