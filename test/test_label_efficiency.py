@@ -135,3 +135,47 @@ def test_all3det_pretrains_on_detector_boxes(tmp_path: Path, monkeypatch) -> Non
     assert not any("box_source" in x for x in pre["ssmer_all3"])
     views = "data.views=[event_frame,time_surface,voxel]"
     assert views in pre["ssmer_all3"] and views in pre["ssmer_all3det"]
+
+
+def test_labelled_jobs_name_the_recordings_training_would_label(tmp_path: Path) -> None:
+    from training.data import expand_paths, labelled_subset
+    from training.experiments.labelled_set import TRAIN_SET, labelled_jobs
+    from training.synth.make_set import plan
+
+    small = (("a", 0, 7, 6.0), ("b", 7, 13, 2.0))
+    for folder, first, count, _ in small:
+        for name, *_ in plan("train", count, first):
+            (tmp_path / folder / name).mkdir(parents=True)
+    every = expand_paths([str(tmp_path / "*" / "train_*")])
+    want = labelled_subset(every, 0.3, 5)
+    jobs = labelled_jobs(0.3, tmp_path, 5, small)
+    got = [out / plan("train", 1, first)[0][0] for out, first, _ in jobs]
+    assert got == want and len(got) == 6
+    assert {s for out, _, s in jobs if out.name == "a"} <= {6.0}
+    assert {s for out, _, s in jobs if out.name == "b"} <= {2.0}
+    assert len(labelled_jobs(0.1)) == 28 and sum(c for *_, c, _ in TRAIN_SET) == 276
+    with pytest.raises(ValueError, match="label_fraction"):
+        labelled_jobs(0.0)
+
+
+def test_train_is_labelled_uses_every_given_recording_and_no_eval_skips_eval(
+    tmp_path: Path, monkeypatch
+) -> None:
+    cmds: list[list[str]] = []
+
+    def fake_run(cmd: list[str], log: Path, threads: int) -> None:
+        cmds.append(cmd)
+        out = Path(next(c for c in cmd if c.startswith("run.out_dir=")).split("=", 1)[1])
+        (out / "model.safetensors").write_bytes(b"m")
+
+    monkeypatch.setattr(le, "_run", fake_run)
+    rc = le.main(["--out", str(tmp_path / "exp"), "--only", "10:scratch", "--seeds", "0,1",
+                  "--train-is-labelled", "--no-eval"])  # fmt: skip
+    assert rc == 0 and len(cmds) == 2 and all("train" in c for c in cmds)
+    assert all("data.options.label_fraction=1.0" in c for c in cmds)
+    names = {Path(next(x for x in c if x.startswith("run.out_dir="))).name for c in cmds}
+    assert names == {"cmfa_10pct_scratch", "cmfa_10pct_scratch_s1"}  # named by the fraction
+    assert json.loads((tmp_path / "exp" / "results.json").read_text())["rows"] == []
+    for bad in ([], ["--only", "10:scratch,100:scratch"]):
+        with pytest.raises(SystemExit):
+            le.main(["--out", str(tmp_path / "x"), "--train-is-labelled", *bad])

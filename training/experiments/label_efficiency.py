@@ -13,20 +13,23 @@ a killed experiment continues where it stopped.
 
 Writes ``--out``/``results.json`` and ``--out``/``results.md`` (the table in docs/SSMER.md).
 
-Variants: ``--event-only`` fine-tunes with the RGB branch always replaced by its missing token
-(the event encoder alone carries the landmarks, the setting SSMER is for); ``--only 10:scratch,
-10:all3`` runs a subset; ``--encoders DIR`` takes the pretrained encoders of an earlier
-experiment folder instead of pretraining again; ``--encoder-lr-scale 0.1`` fine-tunes a
-pretrained encoder at a tenth of the LR (``optim.lr_scales``); ``--encoder-freeze-steps 300``
-holds it for the first 300 fine-tuning steps (``optim.freeze_steps``: the decoder first learns
-on the pretrained features, then all train; folders ``…_frz300``); ``--only 10:all3det`` pretrains
-all3 on windows centred on the face detector's box in the RGB frames instead of the event
-activity (``data.box_source=detector``; not in the default set); ``--seeds 0,1`` and ``--modes
-fused,event`` run every fine-tune per seed and mode (folders ``…_event``, ``…_s1``; the table
-then adds the means over seeds); ``--workers`` / ``--pretrain-workers`` set the data-loader
-workers per run (a GPU machine with many cores: ``label_efficiency_gpu.sh`` beside this file).
-Fine-tunes from scratch start while the encoder pretrains (``--jobs`` runs at once), and the
-results files are rewritten after every evaluation.
+Variants: ``--event-only`` fine-tunes with the RGB branch always replaced by its missing token (the
+event encoder alone carries the landmarks, the setting SSMER is for); ``--only 10:scratch,
+10:all3`` runs a subset; ``--encoders DIR`` takes the pretrained encoders of an earlier experiment
+folder instead of pretraining again; ``--train-is-labelled`` says ``--train`` holds only the
+labelled recordings of the one fraction in ``--only`` (the subset
+:mod:`training.experiments.labelled_set` lists, made alone on a machine that fine-tunes);
+``--no-eval`` fine-tunes only (a later run without it finds the models and evaluates them);
+``--encoder-lr-scale 0.1`` fine-tunes a pretrained encoder at a tenth of the LR
+(``optim.lr_scales``); ``--encoder-freeze-steps 300`` holds it for the first 300 fine-tuning steps
+(``optim.freeze_steps``: the decoder first learns on the pretrained features, then all train;
+folders ``…_frz300``); ``--only 10:all3det`` pretrains all3 on windows centred on the face
+detector's box in the RGB frames instead of the event activity (``data.box_source=detector``; not
+in the default set); ``--seeds 0,1`` and ``--modes fused,event`` run every fine-tune per seed and
+mode (folders ``…_event``, ``…_s1``; the table then adds the means over seeds); ``--workers`` /
+``--pretrain-workers`` set the data-loader workers per run (a GPU machine with many cores:
+``label_efficiency_gpu.sh`` beside this file). Fine-tunes from scratch start while the encoder
+pretrains (``--jobs`` runs at once), and the results files are rewritten after every evaluation.
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ class Settings:
     workers: int = 1  # data-loader workers per fine-tune
     pretrain_workers: int = 1  # data-loader workers per pretraining
     encoder_freeze_steps: int = 0  # fine-tuning steps a pretrained encoder is held first
+    train_is_labelled: bool = False  # ``train_glob`` names the labelled subset alone
+    run_eval: bool = True  # False: fine-tunes only (a later run evaluates them)
 
     def finetune_seeds(self) -> tuple[int, ...]:
         """Seeds of the fine-tunes."""
@@ -219,7 +224,7 @@ def finetune(s: Settings, ft: Finetune) -> Path:
     cmd = [
         *_facealign(), "train", "--config", "training/configs/lite.yaml", "--no-progress",
         f"data.options.paths.train=['{s.train_glob}']",
-        f"data.options.label_fraction={ft.fraction}",
+        f"data.options.label_fraction={1.0 if s.train_is_labelled else ft.fraction}",
         f"schedule.steps={s.finetune_steps}",
         f"schedule.warmup_steps={max(1, s.finetune_steps // 20)}",
         f"data.batch_size={s.finetune_batch}", f"data.num_workers={s.workers}",
@@ -346,6 +351,8 @@ def run(s: Settings, jobs: int) -> list[dict]:
 
     def one(ft: Finetune) -> None:
         model = finetune(s, ft)
+        if not s.run_eval:
+            return
         rep = evaluate(s, model)
         by = rep["by_mode"]
         row = {
@@ -393,6 +400,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="data-loader workers per fine-tune")
     p.add_argument("--pretrain-workers", type=int, default=1,
                    help="data-loader workers per pretraining")  # fmt: skip
+    p.add_argument(
+        "--train-is-labelled",
+        action="store_true",
+        help="--train names only the labelled recordings of the one fraction in "
+        "--only (made alone, e.g. on another machine: "
+        "training.experiments.labelled_set); fine-tunes use all of them",
+    )
+    p.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="fine-tunes only; a later run without it evaluates them",
+    )
     a = p.parse_args(argv)
     try:
         seeds = tuple(int(x) for x in a.seeds.split(",")) if a.seeds else ()
@@ -418,11 +437,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error(
                 f"--only: unknown initialisations {bad}; choose scratch or {list(PRETRAIN_VIEWS)}"
             )
+    if a.train_is_labelled and (only is None or len({f for f, _ in only}) != 1):
+        p.error(
+            "--train-is-labelled needs --only with one label fraction (e.g. 10:scratch,10:all3)"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     s = Settings(
         a.out, a.train, a.test, a.pretrain_steps, a.pretrain_batch, a.finetune_steps,
         a.finetune_batch, a.threads, a.seed, a.event_only, a.encoders, only, a.encoder_lr_scale,
         seeds, modes, a.workers, a.pretrain_workers, a.encoder_freeze_steps,
+        a.train_is_labelled, not a.no_eval,
     )  # fmt: skip
     rows = run(s, max(1, a.jobs))
     sys.stdout.write(table(rows))
