@@ -296,7 +296,8 @@ class AlignNode(LifecycleNode):  # type: ignore[misc,valid-type]
         now = time.monotonic()
         if wants and result.debug is not None and rate > 0 and now - self._debug_last >= 1 / rate:
             self._debug_last = now
-            img = render_result(result, K=self.pipeline.intrinsics((result.width, result.height)))
+            K, distortion = self.pipeline.camera_model((result.width, result.height))
+            img = render_result(result, K=K, distortion=distortion)
             h, w = img.shape[:2]
             self._debug.publish(rclpy_factory("sensor_msgs/msg/Image")(
                 header=header(rclpy_factory, result.stamp_ns, result.frame_id), height=h,

@@ -182,6 +182,13 @@ def test_keep_debug_and_smoothing(model, bag_msgs):
     assert res and res[-1].debug is not None and res[-1].debug.events is not None
     img = render_result(res[-1])
     assert img.shape == (H, 2 * W, 3) and img.dtype == np.uint8
+    # a strongly distorted lens moves the drawn pose axes (landmarks and box stay as seen)
+    last = next(r for r in reversed(res) if r.pose is not None)
+    K = pipe.intrinsics((W, H))
+    plain = render_result(last, K=K)
+    bent = render_result(last, K=K, distortion=("plumb_bob", np.array([-0.6, 0.3, 0, 0, 0])))
+    assert np.array_equal(plain, render_result(last, K=K, distortion=("plumb_bob", np.zeros(5))))
+    assert not np.array_equal(plain, bent)
 
 
 # ---------------------------------------------------------------- scheduling
@@ -328,6 +335,8 @@ def test_camera_info_intrinsics_and_distortion_feed_head_pose(model):
     for dist_model, d in (("plumb_bob", [-0.3, 0.1, 0.0, 0.0, 0.0]),
                           ("equidistant", [0.05, -0.02, 0.0, 0.0])):  # fmt: skip
         assert pipe.on_camera_info(camera_info(K, model=dist_model, d=d))
+        K_at, dist_at = pipe.camera_model((W, H))
+        assert np.allclose(K_at, K) and dist_at[0] == dist_model and np.allclose(dist_at[1], d)
         rvec = cv2.Rodrigues(R)[0]
         project = cv2.fisheye.projectPoints if dist_model == "equidistant" else cv2.projectPoints
         obj = mean_face_68().reshape(-1, 1, 3)

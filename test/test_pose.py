@@ -13,7 +13,9 @@ from facealign_ros.face.pose import (
     euler_to_matrix,
     matrix_to_euler,
     mean_face_68,
+    project_points,
     rotation_error_deg,
+    undistort_points,
 )
 
 K = default_intrinsics(346, 260)
@@ -72,3 +74,20 @@ def test_degenerate_inputs() -> None:
 def test_euler_round_trip(yaw: float, pitch: float, roll: float) -> None:
     R = euler_to_matrix(yaw, pitch, roll)
     assert np.allclose(euler_to_matrix(*matrix_to_euler(R)), R, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "distortion",
+    [None, ("plumb_bob", np.array([-0.3, 0.1, 0.002, -0.001, 0.0])),
+     ("rational_polynomial", np.array([-0.2, 0.05, 0.0, 0.0, 0.0, 0.01, 0.0, 0.0])),
+     ("equidistant", np.array([0.05, -0.02, 0.0, 0.0]))],
+)  # fmt: skip
+def test_project_points_is_the_inverse_of_undistort_points(distortion) -> None:
+    R, t = euler_to_matrix(*np.radians([30.0, -15.0, 8.0])), np.array([0.1, 0.05, 0.5])
+    px = project_points(mean_face_68(), R, t, K, distortion)
+    assert px.shape == (68, 2)
+    if distortion is None:
+        assert np.allclose(px, project(R, t))  # the ideal pinhole
+    else:
+        assert np.abs(px - project(R, t)).max() > 1.0  # the lens moves the points
+        assert np.allclose(undistort_points(px, K, distortion), project(R, t), atol=1e-3)

@@ -111,6 +111,34 @@ def undistort_points(
     return out.reshape(-1, 2)
 
 
+def project_points(
+    points_m: np.ndarray,
+    rotation: np.ndarray,
+    translation: np.ndarray,
+    K: np.ndarray,
+    distortion: tuple[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """``(N, 3)`` points of the head frame (metres) -> ``(N, 2)`` pixels of the camera's image.
+
+    Args:
+        points_m: ``(N, 3)`` points in the head frame, metres.
+        rotation: ``(3, 3)`` head -> camera rotation.
+        translation: ``(3,)`` head origin in the camera frame, metres.
+        K: ``(3, 3)`` camera matrix.
+        distortion: ``(model, coefficients)`` from :func:`camera_distortion`; None: the ideal
+            pinhole ``K`` (the inverse of :func:`undistort_points` otherwise).
+    """
+    obj = np.asarray(points_m, dtype=np.float64).reshape(-1, 1, 3)
+    rvec, _ = cv2.Rodrigues(np.asarray(rotation, dtype=np.float64))
+    tvec = np.asarray(translation, dtype=np.float64).reshape(3, 1)
+    if distortion is not None and distortion[0] == "equidistant":
+        out, _ = cv2.fisheye.projectPoints(obj, rvec, tvec, K, distortion[1])
+    else:
+        d = np.zeros(5) if distortion is None else distortion[1]
+        out, _ = cv2.projectPoints(obj, rvec, tvec, K, d)
+    return out.reshape(-1, 2)
+
+
 def default_intrinsics(width: int, height: int, hfov_deg: float = 70.0) -> np.ndarray:
     """Pinhole ``K`` for a camera without calibration: principal point at the centre."""
     f = (width / 2) / np.tan(np.radians(hfov_deg) / 2)

@@ -310,9 +310,11 @@ class FaceStage:
 
     def intrinsics(self, size: tuple[int, int]) -> np.ndarray:
         """Camera matrix for sensor ``size``: camera_info's (scaled if its size differs)."""
-        return self._camera_at(size)[0]
+        return self.camera_model(size)[0]
 
-    def _camera_at(self, size: tuple[int, int]) -> tuple[np.ndarray, tuple[str, np.ndarray] | None]:
+    def camera_model(
+        self, size: tuple[int, int]
+    ) -> tuple[np.ndarray, tuple[str, np.ndarray] | None]:
         """``(K for sensor size, distortion or None)`` from one camera_info (or the default)."""
         camera = self.camera
         if camera is None:
@@ -325,7 +327,7 @@ class FaceStage:
     def _pose(
         self, pts: np.ndarray, conf: np.ndarray, size: tuple[int, int], prior: HeadPose | None
     ) -> HeadPose | None:
-        K, distortion = self._camera_at(size)
+        K, distortion = self.camera_model(size)
         try:
             if distortion is not None:  # landmarks live in the distorted image
                 pts = undistort_points(pts, K, distortion)

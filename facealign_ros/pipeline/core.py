@@ -370,6 +370,15 @@ class Pipeline:
         """
         return self.face.intrinsics(size)
 
+    def camera_model(
+        self, size: tuple[int, int]
+    ) -> tuple[np.ndarray, tuple[str, np.ndarray] | None]:
+        """``(K, distortion)`` for sensor ``(width, height)`` (the debug image's pose axes).
+
+        :meth:`intrinsics` and camera_info's ``(model, coefficients)`` distortion (None without).
+        """
+        return self.face.camera_model(size)
+
     def warm_up(self) -> None:
         """Prepare the network's per-frame graphs now, not on the first answers of a stream.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facealign_ros.face.pose import default_intrinsics
+from facealign_ros.face.pose import default_intrinsics, project_points
 from facealign_ros.pipeline.result import FaceResult
 
 _GREEN, _RED, _BLUE, _YELLOW = (0, 220, 0), (230, 40, 40), (40, 90, 255), (255, 220, 0)
@@ -25,7 +25,9 @@ def events_image(events: np.ndarray | None, width: int, height: int) -> np.ndarr
     return img
 
 
-def _overlay(img: np.ndarray, r: FaceResult, K: np.ndarray) -> None:
+def _overlay(
+    img: np.ndarray, r: FaceResult, K: np.ndarray, distortion: tuple[str, np.ndarray] | None
+) -> None:
     if r.roi is not None:
         x0, y0, x1, y1 = (int(round(v)) for v in r.roi)
         cv2.rectangle(img, (x0, y0), (x1, y1), _YELLOW, 1)
@@ -36,9 +38,8 @@ def _overlay(img: np.ndarray, r: FaceResult, K: np.ndarray) -> None:
                 cv2.circle(img, (int(round(x)), int(round(y))), 1, colour, -1)
     if r.pose is not None:
         axes = np.array([[0, 0, 0], [0.05, 0, 0], [0, 0.05, 0], [0, 0, -0.05]], np.float64)
-        rvec, _ = cv2.Rodrigues(r.pose.rotation)
-        pts, _ = cv2.projectPoints(axes, rvec, r.pose.translation, K, np.zeros(5))
-        o, *ends = (tuple(int(round(v)) for v in p) for p in pts.reshape(-1, 2))
+        pts = project_points(axes, r.pose.rotation, r.pose.translation, K, distortion)
+        o, *ends = (tuple(int(round(v)) for v in p) for p in pts)
         for end, colour in zip(ends, (_RED, _GREEN, _BLUE), strict=True):
             cv2.line(img, o, end, colour, 2)
 
@@ -48,10 +49,13 @@ def render_result(
     events: np.ndarray | None = None,
     rgb: np.ndarray | None = None,
     K: np.ndarray | None = None,
+    distortion: tuple[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``(H, 2W, 3)`` uint8 RGB: the RGB frame (black if none) and the events, both annotated.
 
-    Inputs default to ``result.debug``'s.
+    Inputs default to ``result.debug``'s. ``K`` and ``distortion`` (``(model, coefficients)``,
+    :func:`facealign_ros.face.pose.camera_distortion`) place the pose axes in the image as the
+    camera saw them (default: a pinhole without distortion).
     """
     w, h = result.width, result.height
     if result.debug is not None:
@@ -61,7 +65,7 @@ def render_result(
     left = np.zeros((h, w, 3), np.uint8) if rgb is None else np.ascontiguousarray(rgb).copy()
     right = events_image(events, w, h)
     for img in (left, right):
-        _overlay(img, result, K)
+        _overlay(img, result, K, distortion)
     out = np.concatenate([left, right], axis=1)
     label = f"{result.mode} {result.face_id or 'no face'} c={result.mean_confidence:.2f}"
     cv2.putText(out, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, _YELLOW, 1, cv2.LINE_AA)
