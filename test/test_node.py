@@ -72,7 +72,7 @@ def test_node_uses_only_what_the_pipeline_has():
     has = set(dir(Pipeline)) | set(re.findall(r"^ {8}self\.(\w+)(?::[^=]*)? = ", core, re.M))
     src = (ROOT / "facealign_ros" / "node.py").read_text()
     used = set(re.findall(r"(?:self\.pipeline|\bpipe)\.(\w+)", src))
-    assert {"on_events", "intrinsics", "face", "snapshot"} <= used
+    assert {"on_events", "camera_model", "face", "snapshot"} <= used
     assert sorted(used - has) == []
 
 
