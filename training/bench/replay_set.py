@@ -96,10 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="node parameter for every variant")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
-    bags = expand_bags(args.bags, "replay_set")
-    if bags is None:
+    found = {pat: expand_bags([pat], "replay_set") for pat in args.bags}  # each pattern once
+    if any(v is None for v in found.values()):
         return 2
-    group = {pat: {str(b) for b in expand_bags([pat], "replay_set") or []} for pat in args.bags}
+    group = {pat: {str(b) for b in v or []} for pat, v in found.items()}
+    bags = sorted({b for v in found.values() for b in v or []})
     from facealign_ros.bag import BagError
     from facealign_ros.face.detector import DetectorError
     from facealign_ros.pipeline import ModelLoadError
