@@ -59,6 +59,11 @@ then
   log "head assets unavailable: $(tail -1 "$logs/assets.log")"; exit 1
 fi
 ulimit -n 65536 2>/dev/null || true
+# loader batches travel through /dev/shm (~40 MB per event-only batch of 64, a few per worker)
+shm_kb=$(df -k --output=size /dev/shm 2>/dev/null | tail -1)
+if [ "${shm_kb:-0}" -lt $((8 * 1024 * 1024)) ]; then
+  mount -o remount,size=16G /dev/shm 2>/dev/null && log "/dev/shm enlarged to 16G"
+fi
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 10 \
   >"$logs/gpu.csv" 2>/dev/null &
 smi=$!
