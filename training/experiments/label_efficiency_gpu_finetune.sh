@@ -14,7 +14,7 @@
 # Environment: ENCODERS (required) a folder with ssmer_<init>/encoder.safetensors for every
 # pretrained init in INITS (default scratch,all3det); FRACTION (0.1); SEEDS (0,1); MODES
 # (event); FT_BATCH (64); JOBS (4) runs at once with WORKERS (3) loader workers and THREADS (1)
-# torch threads each; FT_STEPS fixes the steps (no probe); else PROBE_STEPS (80) and SAFETY (0.8,
+# torch threads each; FT_STEPS fixes the steps (no probe); else PROBE_STEPS (80) and SAFETY (0.85,
 # the share of the measured rate planned on); DEADLINE_S (540) seconds after the start by which
 # the fine-tunes should end (they are interrupted 30 s after it, keeping their checkpoints);
 # REQUIRE_CUDA=1 stops at once where torch sees no CUDA device. The synthetic head scans must
@@ -28,7 +28,7 @@ procs=${PROCS:-$(nproc)}
 fraction=${FRACTION:-0.1} inits=${INITS:-scratch,all3det}
 seeds=${SEEDS:-0,1} modes=${MODES:-event}
 batch=${FT_BATCH:-64} jobs=${JOBS:-4} workers=${WORKERS:-3} threads=${THREADS:-1}
-steps=${FT_STEPS:-} probe_steps=${PROBE_STEPS:-80} safety=${SAFETY:-0.8}
+steps=${FT_STEPS:-} probe_steps=${PROBE_STEPS:-80} safety=${SAFETY:-0.85}
 deadline=${DEADLINE_S:-540}
 start=$SECONDS
 mkdir -p "$work" "$out"
@@ -123,8 +123,17 @@ experiment "$work/exp" "$steps" timeout --signal=INT --kill-after=10 "$left" \
 log "fine-tunes exit $?"
 kill "$smi" 2>/dev/null
 
-# 4. Pack: the models (~2.3 MB each) and the logs.
+# 4. Pack: the models (~2.3 MB each) and the logs; a run stopped before its end, its latest
+# checkpoint (resume it anywhere with the same `label_efficiency` command).
 (cd "$work/exp" && tar cf "$out/models.tar" cmfa_*/model.safetensors) 2>/dev/null
+for run in "$work"/exp/cmfa_*; do
+  name=$(basename "$run") ckpt=$run/checkpoints
+  if [ ! -f "$run/model.safetensors" ] && [ -f "$ckpt/latest" ]; then
+    (cd "$work/exp" && tar cf "$out/resume_$name.tar" "$name/config.yaml" \
+      "$name/checkpoints/latest" "$name/checkpoints/$(cat "$ckpt/latest")")
+    log "$name stopped before its end: packed its checkpoint $(cat "$ckpt/latest")"
+  fi
+done
 (cd "$work" && tar czf "$out/logs.tar.gz" --exclude='*.safetensors' --exclude=checkpoints \
   --exclude=tb logs exp)
 log "packed: $(ls "$out" | tr '\n' ' ')"
