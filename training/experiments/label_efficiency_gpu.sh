@@ -18,7 +18,8 @@
 # packed) so that packing fits the caller's time limit; REQUIRE_CUDA=1 stops at once where torch
 # sees no CUDA device.
 #
-# No run has finished yet. The defaults are sized from the H200 measurements to fit one
+# This script has not finished a run yet; the fine-tunes alone, with the encoder pretrained
+# elsewhere, did: label_efficiency_gpu_finetune.sh beside it (docs/SSMER.md). The defaults are sized from the H200 measurements to fit one
 # 10-minute call on 16 cores (loader-bound: ~47 fine-tuning samples/s and ~94 pretraining
 # windows/s per loader worker; bags ~20 core-s each for 2 s, single-threaded): ~130 s of bags,
 # 300 x 256 pretraining windows (2.4x the CPU experiment's, on 96 identities: ~8 passes) beside
