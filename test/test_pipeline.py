@@ -286,6 +286,23 @@ def test_time_backwards_and_bag_loop(model):
     assert r is not None and r.stamp_ns == T0 - 5 * 10**9
 
 
+def test_unstamped_messages_are_counted_drops_not_answers_at_time_zero(model, caplog):
+    # a driver that leaves header.stamp empty: its messages cannot be placed in time (events
+    # mapped near 0 would never meet an image; an answer stamped 0 is "latest" to tf2)
+    pipe = make_pipe(model, mode="fused")
+    with caplog.at_level("WARNING"):
+        for k in range(3):
+            assert not pipe.on_events(packet(np.arange(k * 10_000, (k + 1) * 10_000, 50), 0, k), 0)
+        assert not pipe.on_image(image(0), 0)
+    assert pipe.stats.drops["unstamped"] == 4 and pipe.stats.counters["event_packets"] == 0
+    assert pipe.step(0, flush=True) is None
+    assert any("header stamp 0" in r.getMessage() for r in caplog.records)
+    # a stamped stream afterwards works as usual
+    assert pipe.on_events(packet(np.arange(0, 20000, 20), T0), 0)
+    assert pipe.on_image(image(T0 + 10_000_000), 0)
+    assert pipe.step(0, flush=True).mode == "fused"
+
+
 def test_missing_rgb_falls_back_to_event_grid(model):
     pipe = make_pipe(model, mode="fused", rate_hz=100.0, rgb_timeout_ms=100.0)
     res = []

@@ -140,3 +140,13 @@ def test_anti_flicker_drops_a_flickering_pixel_and_counts_it():
     assert "flicker_events_dropped" not in off.stats()
     with pytest.raises(ValueError, match="anti_flicker_min_hz"):
         PipelineConfig(anti_flicker=True, anti_flicker_min_hz=200.0)
+
+
+def test_a_zero_or_negative_stamp_is_unstamped_and_leaves_the_stream_as_it_was():
+    s = stream()
+    assert s.note_stamp(T0) is False
+    for bad in (0, -5):
+        with pytest.raises(InputError) as err:
+            s.note_stamp(bad)
+        assert err.value.reason == "unstamped" and "header stamp 0" in str(err.value)
+    assert s.last_stamp_ns == T0 and s.loops == 0  # not taken for a bag loop

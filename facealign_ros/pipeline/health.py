@@ -21,6 +21,7 @@ DROP_REASONS = (
     "packet_mismatch",  # packet encoding/size differs from the stream's
     "event_skew",  # events mapped too far from their packet's stamp (garbage payload)
     "time_backwards",  # a message stamped behind the previous one (not a loop)
+    "unstamped",  # a header stamp of 0: the driver does not stamp its messages
     "bad_image",  # unsupported encoding, inconsistent buffer
     "image_size",  # image size differs from the event sensor (and no homography)
     "bad_camera_info",  # camera_info without a usable K

@@ -49,6 +49,12 @@ def _check_size(width: int, height: int) -> None:
         )
 
 
+UNSTAMPED_HINT = (
+    "{what} with header stamp 0: its driver does not stamp messages, so they cannot be "
+    "placed in time; dropped (set the driver to stamp with ROS time)"
+)
+
+
 class EventStream:
     """Decode packets of one camera into a time-ordered buffer in ROS time.
 
@@ -113,8 +119,12 @@ class EventStream:
         """Check a header stamp against the previous one; True (and a reset) on a loop.
 
         Raises:
-            InputError: ``time_backwards`` for a smaller step back (the message is dropped).
+            InputError: ``unstamped`` for a stamp of 0 or less (a driver that leaves the header
+                stamp empty: its events cannot be placed in time), ``time_backwards`` for a
+                smaller step back (the message is dropped).
         """
+        if stamp <= 0:
+            raise InputError("unstamped", UNSTAMPED_HINT.format(what="event packet"))
         last = self.last_stamp_ns
         if last is not None and stamp < last:
             if last - stamp > self.loop_threshold_ns:
