@@ -86,6 +86,7 @@ def test_project_points_is_the_inverse_of_undistort_points(distortion) -> None:
     R, t = euler_to_matrix(*np.radians([30.0, -15.0, 8.0])), np.array([0.1, 0.05, 0.5])
     px = project_points(mean_face_68(), R, t, K, distortion)
     assert px.shape == (68, 2)
+    assert np.allclose(project_points(mean_face_68(), R, t, K.astype(np.float32), distortion), px)
     if distortion is None:
         assert np.allclose(px, project(R, t))  # the ideal pinhole
     else:

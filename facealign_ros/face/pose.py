@@ -131,10 +131,11 @@ def project_points(
     obj = np.asarray(points_m, dtype=np.float64).reshape(-1, 1, 3)
     rvec, _ = cv2.Rodrigues(np.asarray(rotation, dtype=np.float64))
     tvec = np.asarray(translation, dtype=np.float64).reshape(3, 1)
+    K = np.asarray(K, dtype=np.float64)  # OpenCV wants K and the coefficients of one type
+    d = np.zeros(5) if distortion is None else np.asarray(distortion[1], dtype=np.float64)
     if distortion is not None and distortion[0] == "equidistant":
-        out, _ = cv2.fisheye.projectPoints(obj, rvec, tvec, K, distortion[1])
+        out, _ = cv2.fisheye.projectPoints(obj, rvec, tvec, K, d)
     else:
-        d = np.zeros(5) if distortion is None else distortion[1]
         out, _ = cv2.projectPoints(obj, rvec, tvec, K, d)
     return out.reshape(-1, 2)
 

@@ -340,8 +340,9 @@ def _write(s: Settings, plan: list[Finetune], rows: list[dict], t0: float) -> No
 def run(s: Settings, jobs: int) -> list[dict]:
     """Every stage; returns one result row per fine-tune.
 
-    ``jobs`` fine-tunes run at once, each followed by its evaluation; the results files are
-    rewritten after every evaluation, so a stopped experiment keeps what it finished.
+    ``jobs`` fine-tunes run at once, each followed by its evaluation (unless ``run_eval`` is
+    False: then nothing is evaluated and the results files are left as they are); the results
+    files are rewritten after every evaluation, so a stopped experiment keeps what it finished.
     """
     s.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -369,6 +370,8 @@ def run(s: Settings, jobs: int) -> list[dict]:
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for fut in [pool.submit(one, ft) for ft in plan]:
             fut.result()
+    if not s.run_eval:
+        return rows
     order = {run_dir(s, ft).name: i for i, ft in enumerate(plan)}
     rows.sort(key=lambda r: order[Path(r["model"]).parent.name])
     _write(s, plan, rows, t0)
@@ -437,6 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error(
                 f"--only: unknown initialisations {bad}; choose scratch or {list(PRETRAIN_VIEWS)}"
             )
+    if a.train_is_labelled and only and a.encoders is None and any(i != "scratch" for _, i in only):
+        p.error("--train-is-labelled: give --encoders (pretraining on the labelled bags alone "
+                "would not be the experiment's SSMER)")  # fmt: skip
     if a.train_is_labelled and (only is None or len({f for f, _ in only}) != 1):
         p.error(
             "--train-is-labelled needs --only with one label fraction (e.g. 10:scratch,10:all3)"

@@ -32,6 +32,7 @@ steps=${FT_STEPS:-} probe_steps=${PROBE_STEPS:-80} safety=${SAFETY:-0.85}
 deadline=${DEADLINE_S:-540}
 start=$SECONDS
 mkdir -p "$work" "$out"
+work=$(cd "$work" && pwd) out=$(cd "$out" && pwd)  # absolute: packing runs elsewhere
 logs=$work/logs
 mkdir -p "$logs"
 export FACEALIGN_CACHE=${FACEALIGN_CACHE:-$work/cache} PYTHONUNBUFFERED=1
@@ -39,7 +40,12 @@ export FACEALIGN_CACHE=${FACEALIGN_CACHE:-$work/cache} PYTHONUNBUFFERED=1
 # workers inherit it; calling cv2.setNumThreads in a forked worker can deadlock)
 export OPENCV_FOR_THREADS_NUM=1
 log() { echo "[$((SECONDS - start)) s] $*" | tee -a "$out/steps.log"; }
-pct=$("$py" -c "print(round(100 * float('$fraction')))") || exit 1
+# a whole percentage: the runs are named by it and a later evaluation relies on the name
+pct=$("$py" -c "f = 100 * float('$fraction'); assert 0 < f <= 100 and abs(f - round(f)) < 1e-6
+print(round(f))" 2>/dev/null) || { echo "FRACTION=$fraction: a whole percentage in (0, 1], e.g. 0.1"; exit 1; }
+runs=$(( $(echo "$inits" | tr ',' '\n' | wc -l) * $(echo "$seeds" | tr ',' '\n' | wc -l) *
+  $(echo "$modes" | tr ',' '\n' | wc -l) ))
+waves=$(( (runs + jobs - 1) / jobs ))  # runs one after another when there are more than JOBS
 only=$(echo "$inits" | tr ',' '\n' | sed "s/^/$pct:/" | paste -sd,)
 
 { date -u; nproc; free -g; nvidia-smi -L 2>&1
@@ -67,6 +73,7 @@ fi
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 10 \
   >"$logs/gpu.csv" 2>/dev/null &
 smi=$!
+trap 'kill "$smi" 2>/dev/null' EXIT
 
 # 1. The labelled recordings only, longest first, one single-threaded make_set per core.
 "$py" -m training.experiments.labelled_set --fraction "$fraction" --root "$work/data" \
@@ -105,22 +112,28 @@ if [ -z "$steps" ]; then
 r, dur, elapsed = float('${rate:-0}') or 1e-9, $((SECONDS - t0)), $((SECONDS - start))
 startup = max(0.0, dur - $probe_steps * $batch / r)
 left = $deadline - elapsed - startup
-print(max(0, int(r / $batch * left * $safety // 100) * 100), int(left))")
-  log "probe: slowest steady rate ${rate:-none} samples/s, $left s left -> $steps steps"
+print(max(0, int(r / $batch * left * $safety / $waves // 100) * 100), int(left))")
+  log "probe: slowest steady rate ${rate:-none} samples/s, $left s left, $runs runs in $waves" \
+    "wave(s) -> $steps steps"
   cp -r "$work/probe" "$logs/probe_runs" 2>/dev/null
   find "$logs/probe_runs" -name '*.safetensors' -o -name checkpoints | xargs rm -rf
   if [ "$steps" -lt 200 ]; then
-    log "too slow for a meaningful fine-tune; stopping"; kill "$smi" 2>/dev/null
+    log "too slow for a meaningful fine-tune; stopping"
     (cd "$logs" && tar czf "$out/logs.tar.gz" .); exit 1
   fi
 fi
 
 # 3. The fine-tunes, interrupted 30 s after the deadline (checkpoints kept).
 left=$((deadline + 30 - (SECONDS - start)))
+if [ "$left" -lt 60 ]; then  # (timeout 0 would mean no limit at all)
+  log "only $left s left before the deadline: no fine-tunes"
+  (cd "$logs" && tar czf "$out/logs.tar.gz" .); exit 1
+fi
 log "fine-tunes: $only, seeds $seeds, modes $modes, $steps steps x $batch (limit $left s)"
 experiment "$work/exp" "$steps" timeout --signal=INT --kill-after=10 "$left" \
   >"$logs/experiment.log" 2>&1
-log "fine-tunes exit $?"
+rc=$?
+log "fine-tunes exit $rc"
 kill "$smi" 2>/dev/null
 
 # 4. Pack: the models (~2.3 MB each) and the logs; a run stopped before its end, its latest
@@ -132,9 +145,14 @@ for run in "$work"/exp/cmfa_*; do
     (cd "$work/exp" && tar cf "$out/resume_$name.tar" "$name/config.yaml" \
       "$name/checkpoints/latest" "$name/checkpoints/$(cat "$ckpt/latest")")
     log "$name stopped before its end: packed its checkpoint $(cat "$ckpt/latest")"
+  elif [ ! -f "$run/model.safetensors" ]; then
+    log "$name stopped before its first checkpoint: nothing to keep"
   fi
 done
 (cd "$work" && tar czf "$out/logs.tar.gz" --exclude='*.safetensors' --exclude=checkpoints \
   --exclude=tb logs exp)
 log "packed: $(ls "$out" | tr '\n' ' ')"
 grep -h 'step .* samples/s' "$work"/exp/cmfa_*/run.log | tail -8
+finished=$(ls "$work"/exp/cmfa_*/model.safetensors 2>/dev/null | wc -l)
+log "$finished of $runs fine-tunes finished"
+[ "$rc" -eq 0 ] && [ "$finished" -eq "$runs" ]

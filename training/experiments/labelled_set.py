@@ -52,7 +52,7 @@ def labelled_jobs(
     for folder, first, count, seconds in train_set:
         for k, (name, *_rest) in enumerate(plan("train", count, first)):
             every[root / folder / name] = (root / folder, first + k, seconds)
-    paths = sorted(every)
+    paths = sorted(every, key=str)  # as training sorts the expanded glob strings
     return [every[p] for p in labelled_subset(paths, fraction, label_seed)]
 
 
@@ -61,10 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--fraction", type=float, default=0.1, help="label fraction, in (0, 1]")
     p.add_argument("--root", type=Path, default=Path("data"), help="folder of the set's folders")
-    p.add_argument("--label-seed", type=int, default=0, help="data.options.label_seed")
     a = p.parse_args(argv)
     try:
-        jobs = labelled_jobs(a.fraction, a.root, a.label_seed)
+        jobs = labelled_jobs(a.fraction, a.root)
     except ValueError as e:
         p.error(str(e))
     sys.stdout.writelines(f"{out} {first} {seconds:g}\n" for out, first, seconds in jobs)
