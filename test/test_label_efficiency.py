@@ -180,3 +180,27 @@ def test_train_is_labelled_uses_every_given_recording_and_no_eval_skips_eval(
         with pytest.raises(SystemExit):  # the last: an encoder would pretrain on 10 % alone
             le.main(["--out", str(tmp_path / "x"), "--train-is-labelled", *bad])
     assert not (tmp_path / "x").exists()
+
+
+def test_gpu_finetune_script_refuses_bad_settings_before_any_work(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = Path(le.ROOT) / "training" / "experiments" / "label_efficiency_gpu_finetune.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+
+    def run(**env: str) -> subprocess.CompletedProcess:
+        full = {**os.environ, "PYTHON": sys.executable, **env}
+        cmd = ["bash", str(script), str(tmp_path / "w"), str(tmp_path / "o")]
+        return subprocess.run(cmd, env=full, cwd=le.ROOT, capture_output=True, text=True)
+
+    env = {k: v for k, v in os.environ.items() if k != "ENCODERS"}
+    r = subprocess.run(["bash", str(script), "w", "o"], env=env, cwd=tmp_path,
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode != 0 and "ENCODERS" in r.stderr
+    r = run(ENCODERS=str(tmp_path), FRACTION="0.125")
+    assert r.returncode == 1 and "whole percentage" in r.stdout
+    r = run(ENCODERS=str(tmp_path))  # no ssmer_all3det/encoder.safetensors there
+    assert r.returncode == 1 and "ssmer_all3det/encoder.safetensors" in r.stdout
+    assert not (tmp_path / "w" / "data").exists()  # stopped before making any recording
