@@ -48,6 +48,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.experiments.results_table import table
+
 LOG = logging.getLogger("training.experiments.label_efficiency")
 ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN_VIEWS = {
@@ -257,62 +259,6 @@ def evaluate(s: Settings, model: Path) -> dict:
     return json.loads(report.read_text(encoding="utf-8"))
 
 
-def _key(r: dict) -> tuple:
-    return r["fraction"], r["finetune"], r["seed"]
-
-
-def table(rows: list[dict]) -> str:
-    """Markdown table of the results (NME normalised by inter-ocular distance).
-
-    Every row's ratios are to the run from scratch with the same label fraction, fine-tuning
-    mode and seed; with several seeds a second table gives the means over seeds.
-    """
-    lines = [
-        "| labels | fine-tuning | seed | initialisation | fused NME | event-only NME "
-        "| event FR@0.10 | fused NME / scratch | event NME / scratch |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    scratch = {_key(r): r for r in rows if r["init"] == "scratch"}
-    nan = float("nan")
-    for r in sorted(rows, key=lambda r: (*_key(r), r["init"] != "scratch", r["init"])):
-        ref = scratch.get(_key(r))
-        f_ratio = r["fused_nme"] / ref["fused_nme"] if ref else nan
-        e_ratio = r["event_nme"] / ref["event_nme"] if ref else nan
-        lines.append(
-            f"| {r['fraction']:.0%} | {r['finetune']} | {r['seed']} | {r['init']} "
-            f"| {r['fused_nme']:.4f} | {r['event_nme']:.4f} | {r['event_fr10']:.3f} "
-            f"| {f_ratio:.3f} | {e_ratio:.3f} |"
-        )
-    seeds = {r["seed"] for r in rows}
-    if len(seeds) > 1:
-        lines += [
-            "",
-            "| labels | fine-tuning | initialisation | seeds | mean fused NME | mean event NME "
-            "| fused / scratch | event / scratch |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        groups: dict[tuple, list[dict]] = {}
-        for r in rows:
-            groups.setdefault((r["fraction"], r["finetune"], r["init"]), []).append(r)
-        means = {
-            k: (
-                statistics.fmean(r["fused_nme"] for r in g),
-                statistics.fmean(r["event_nme"] for r in g),
-                len(g),
-            )
-            for k, g in groups.items()
-        }
-        for (fraction, mode, init), (fused, event, n) in sorted(
-            means.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "scratch", kv[0][2])
-        ):
-            ref = means.get((fraction, mode, "scratch"))
-            lines.append(
-                f"| {fraction:.0%} | {mode} | {init} | {n} | {fused:.4f} | {event:.4f} "
-                f"| {fused / ref[0] if ref else nan:.3f} | {event / ref[1] if ref else nan:.3f} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
 def _pretrain_rates(s: Settings, names: Sequence[str]) -> dict[str, float]:
     """Mean logged windows/s of the pretrainings ``names`` that have a log (per process)."""
     rates = {}
@@ -449,10 +395,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     s = Settings(
-        a.out, a.train, a.test, a.pretrain_steps, a.pretrain_batch, a.finetune_steps,
-        a.finetune_batch, a.threads, a.seed, a.event_only, a.encoders, only, a.encoder_lr_scale,
-        seeds, modes, a.workers, a.pretrain_workers, a.encoder_freeze_steps,
-        a.train_is_labelled, not a.no_eval,
+        out=a.out, train_glob=a.train, test_glob=a.test, pretrain_steps=a.pretrain_steps,
+        pretrain_batch=a.pretrain_batch, finetune_steps=a.finetune_steps,
+        finetune_batch=a.finetune_batch, threads=a.threads, seed=a.seed, event_only=a.event_only,
+        encoders=a.encoders, only=only, encoder_lr_scale=a.encoder_lr_scale, seeds=seeds,
+        modes=modes, workers=a.workers, pretrain_workers=a.pretrain_workers,
+        encoder_freeze_steps=a.encoder_freeze_steps, train_is_labelled=a.train_is_labelled,
+        run_eval=not a.no_eval,
     )  # fmt: skip
     rows = run(s, max(1, a.jobs))
     sys.stdout.write(table(rows))
