@@ -164,3 +164,50 @@ def test_replay_takes_the_compressed_stream_when_the_bag_has_only_that(
     assert len(got) == len(want) > 0
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
     assert summary["metrics"] == raw["metrics"]
+
+
+def test_a_recording_of_a_driver_that_does_not_stamp_replays_with_restamp_unstamped(
+    synth_bag, ckpt, tmp_path, capsys
+):
+    """Header stamps 0 on events and images: dropped, and the summary says so.
+
+    Restamped from the bag's receive times (equal to the stamps in the engine's bags): the same
+    answers as the original recording.
+    """
+    from facealign_ros import topics
+    from facealign_ros.bag import BagWriter
+
+    unstamped = tmp_path / "unstamped"
+    with BagReader(synth_bag) as bag, BagWriter(unstamped) as out:
+        for t, info in bag.topics.items():
+            out.add_topic(t, info.msgtype)
+        for topic, log_ns, msg in bag.messages(list(bag.topics)):
+            if topic in (topics.EVENTS, topics.IMAGE):
+                msg.header.stamp.sec, msg.header.stamp.nanosec = 0, 0
+            out.write(topic, log_ns, msg)
+
+    def answers(bag: Path, name: str, *extra: str) -> tuple[dict, list]:
+        args = cli(["replay", str(bag), "-o", str(tmp_path / name), "--model", str(ckpt),
+                    "--device", "cpu", "--json", *extra])  # fmt: skip
+        assert run_replay(args) == 0
+        summary = json.loads(capsys.readouterr().out)
+        with BagReader(tmp_path / name) as b:
+            if "/facealign/landmarks" not in b.topics:
+                return summary, []
+            got = [(stamp_ns(m), landmarks_from_msg(m)[0].tolist())
+                   for _, _, m in b.messages(["/facealign/landmarks"])]  # fmt: skip
+        return summary, got
+
+    original, want = answers(synth_bag, "original")
+    dropped, got = answers(unstamped, "dropped")
+    inputs = original["pipeline"]["event_packets"] + original["pipeline"]["images"]
+    assert dropped["results"] == 0 and got == [] and dropped["restamped"] == 0
+    assert dropped["pipeline"]["drops"]["unstamped"] == inputs > 0
+    restamped, got = answers(unstamped, "restamped", "--restamp-unstamped")
+    assert restamped["restamped"] == inputs and restamped["pipeline"]["drops"]["unstamped"] == 0
+    assert len(want) > 0 and got == want
+    # the human summary points at the option
+    from training.replay import print_summary
+
+    print_summary(dropped)
+    assert "--restamp-unstamped" in capsys.readouterr().out

@@ -122,6 +122,7 @@ def replay(
     keep_debug: bool = False,
     on_result: Callable[[FaceResult], None] | None = None,
     pipeline: Pipeline | None = None,
+    restamp_unstamped: bool = False,
 ) -> dict[str, Any]:
     """Replay ``in_bag`` through the pipeline into ``out_bag``; return the summary.
 
@@ -136,6 +137,9 @@ def replay(
         keep_debug: keep inputs in the results (for videos).
         on_result: called with every result (e.g. a video writer).
         pipeline: a ready pipeline (default: built from ``config``).
+        restamp_unstamped: event packets and images whose header stamp is 0 (recorded from a
+            driver that does not stamp) take their log (receive) time in the bag instead of
+            being dropped as ``unstamped``; counted as ``restamped`` in the summary.
 
     Returns:
         Summary: counts per output topic, results, faces, pipeline counters, compute time
@@ -153,7 +157,7 @@ def replay(
         pipeline = Pipeline.from_config(config, keep_debug=keep_debug)
         pipeline.warm_up()  # as the node: no tracing in the timings
     pipe = pipeline
-    gt, results, counts, gt_bad = GroundTruth(), [], {}, {}
+    gt, results, counts, gt_bad, restamped = GroundTruth(), [], {}, {}, 0
     with BagReader(in_bag) as reader:
         have = reader.topics
         image_topic = topics.image_topic_in(image_topic, have)  # raw, else JPEG/PNG frames
@@ -178,6 +182,8 @@ def replay(
             last = 0
             for topic, log_ns, msg in reader.messages(wanted):
                 last = log_ns
+                if restamp_unstamped and topic in (events_topic, image_topic):
+                    restamped += _restamp(msg, log_ns)
                 if topic == events_topic:
                     pipe.on_events(msg, log_ns)
                 elif topic == image_topic:
@@ -209,6 +215,7 @@ def replay(
         "wall_s": time.perf_counter() - t_wall,
         "metrics": score(results, gt),
         "ground_truth_skipped": dict(sorted(gt_bad.items())),
+        "restamped": restamped,
     }
 
 
@@ -256,6 +263,15 @@ def _progress(total: int) -> Any:
     return tqdm(total=total, unit="msg", desc="replay", file=sys.stderr)
 
 
+def _restamp(msg: Any, log_ns: int) -> int:
+    """Give ``msg`` its log time as header stamp when the stamp is 0; 1 if it did, else 0."""
+    stamp = msg.header.stamp
+    if int(stamp.sec) or int(stamp.nanosec) or log_ns <= 0:
+        return 0
+    stamp.sec, stamp.nanosec = divmod(int(log_ns), 1_000_000_000)
+    return 1
+
+
 def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``replay`` to the ``facealign`` sub-command parsers."""
     p = sub.add_parser("replay", help="run the node pipeline over a bag, write its outputs")
@@ -278,6 +294,9 @@ def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="any other node parameter (config/facealign.yaml), e.g. warm_start=false",
     )
+    p.add_argument("--restamp-unstamped", action="store_true",
+                   help="event packets and images stamped 0 (a driver that does not stamp) "
+                        "take their receive time in the bag instead of being dropped")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -322,6 +341,11 @@ def print_summary(summary: dict[str, Any]) -> None:
       f"{summary['wall_s']:.1f} s\n")  # fmt: skip
     for topic, n in summary["topics"].items():
         w(f"  {topic:<40} {n}\n")
+    if summary.get("restamped"):
+        w(f"  {summary['restamped']} unstamped messages took their receive time in the bag\n")
+    elif summary["pipeline"].get("drops", {}).get("unstamped"):
+        w(f"  {summary['pipeline']['drops']['unstamped']} messages stamped 0 were dropped: "
+          "--restamp-unstamped gives them their receive time\n")  # fmt: skip
     for topic, n in summary.get("ground_truth_skipped", {}).items():
         w(f"  skipped {n} ground-truth messages on {topic} (not the expected type or malformed)\n")
     m = summary.get("metrics")
@@ -344,7 +368,8 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         summary = replay(args.in_bag, args.output, _config(args), args.events_topic,
                          args.image_topic, args.camera_info_topic,
-                         progress=not args.no_progress and not args.json)  # fmt: skip
+                         progress=not args.no_progress and not args.json,
+                         restamp_unstamped=getattr(args, "restamp_unstamped", False))  # fmt: skip
     except (BagError, ModelLoadError, DetectorError, ValueError) as exc:
         sys.stderr.write(f"facealign replay: {exc}\n")
         return 2

@@ -51,7 +51,8 @@ def _check_size(width: int, height: int) -> None:
 
 UNSTAMPED_HINT = (
     "{what} with header stamp 0: its driver does not stamp messages, so they cannot be "
-    "placed in time; dropped (set the driver to stamp with ROS time)"
+    "placed in time; dropped (set the driver to stamp with ROS time; a recording of it: "
+    "facealign replay --restamp-unstamped)"
 )
 
 
