@@ -31,7 +31,7 @@ from facealign_ros.pipeline.align import FaceStage
 from facealign_ros.pipeline.config import PipelineConfig
 from facealign_ros.pipeline.detection import load_detector
 from facealign_ros.pipeline.health import LogFn, PipelineStats, ThrottledLog
-from facealign_ros.pipeline.inputs import UNSTAMPED_HINT, EventStream, InputError
+from facealign_ros.pipeline.inputs import EventStream, InputError, require_stamp
 from facealign_ros.pipeline.model import ModelRunner, load_model
 from facealign_ros.pipeline.result import FaceResult
 
@@ -151,8 +151,10 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001
             self._reject(InputError("bad_image", f"malformed image message: {exc!r}"))
             return False
-        if stamp <= 0:
-            self._reject(InputError("unstamped", UNSTAMPED_HINT.format(what="image")))
+        try:
+            require_stamp(stamp, "image")
+        except InputError as exc:
+            self._reject(exc)
             return False
         with self._slot:
             if self._image is not None and stamp < self._image[0]:

@@ -49,11 +49,21 @@ def _check_size(width: int, height: int) -> None:
         )
 
 
-UNSTAMPED_HINT = (
-    "{what} with header stamp 0: its driver does not stamp messages, so they cannot be "
-    "placed in time; dropped (set the driver to stamp with ROS time; a recording of it: "
-    "facealign replay --restamp-unstamped)"
-)
+def require_stamp(stamp: int, what: str) -> int:
+    """``stamp`` (ns) of a ``what`` message, checked to be set.
+
+    Raises:
+        InputError: ``unstamped`` for a stamp of 0 or less (a driver that leaves the header
+            stamp empty: its messages cannot be placed in time).
+    """
+    if stamp <= 0:
+        raise InputError(
+            "unstamped",
+            f"{what} with header stamp 0: its driver does not stamp messages, so they cannot be "
+            "placed in time; dropped (set the driver to stamp with ROS time; a recording of it: "
+            "facealign replay --restamp-unstamped)",
+        )
+    return stamp
 
 
 class EventStream:
@@ -124,8 +134,7 @@ class EventStream:
                 stamp empty: its events cannot be placed in time), ``time_backwards`` for a
                 smaller step back (the message is dropped).
         """
-        if stamp <= 0:
-            raise InputError("unstamped", UNSTAMPED_HINT.format(what="event packet"))
+        require_stamp(stamp, "event packet")
         last = self.last_stamp_ns
         if last is not None and stamp < last:
             if last - stamp > self.loop_threshold_ns:

@@ -99,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     found = {pat: expand_bags([pat], "replay_set") for pat in args.bags}  # each pattern once
     if any(v is None for v in found.values()):
         return 2
-    group = {pat: {str(b) for b in v} for pat, v in found.items() if v is not None}
-    bags = sorted({b for v in found.values() if v is not None for b in v})
+    group = {pat: {str(b) for b in v} for pat, v in found.items()}
+    bags = sorted({b for v in found.values() for b in v})
     from facealign_ros.bag import BagError
     from facealign_ros.face.detector import DetectorError
     from facealign_ros.pipeline import ModelLoadError

@@ -43,8 +43,8 @@ log() { echo "[$((SECONDS - start)) s] $*" | tee -a "$out/steps.log"; }
 # a whole percentage: the runs are named by it and a later evaluation relies on the name
 pct=$("$py" -c "f = 100 * float('$fraction'); assert 0 < f <= 100 and abs(f - round(f)) < 1e-6
 print(round(f))" 2>/dev/null) || { echo "FRACTION=$fraction: a whole percentage in (0, 1], e.g. 0.1"; exit 1; }
-runs=$(( $(echo "$inits" | tr ',' '\n' | wc -l) * $(echo "$seeds" | tr ',' '\n' | wc -l) *
-  $(echo "$modes" | tr ',' '\n' | wc -l) ))
+count() { echo "$1" | tr ',' '\n' | wc -l; }  # items of a comma list
+runs=$(( $(count "$inits") * $(count "$seeds") * $(count "$modes") ))
 waves=$(( (runs + jobs - 1) / jobs ))  # runs one after another when there are more than JOBS
 only=$(echo "$inits" | tr ',' '\n' | sed "s/^/$pct:/" | paste -sd,)
 
@@ -86,7 +86,7 @@ OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \
 made=$(ls -d "$work"/data/*/train_* 2>/dev/null | wc -l)
 log "made $made recordings"
 if [ "$made" -ne "$(wc -l <"$logs/labelled.txt")" ]; then
-  tail -30 "$logs/generate.log"; kill "$smi" 2>/dev/null; exit 1
+  tail -30 "$logs/generate.log"; exit 1
 fi
 
 experiment() {  # experiment OUT_DIR STEPS [timeout args...]
