@@ -18,6 +18,7 @@ def test_variants_side_by_side(synth_bag: Path, json_command) -> None:
     for v in (first, second):
         assert v["bags"] == 1 and [r["bag"] for r in v["rows"]] == [synth_bag.name]
         assert 0 < v["mean_nme"] < 1 and v["mean_coverage"] > 0.5 and v["detect_runs"] >= 1
+        assert v["mean_face_rate"] == v["rows"][0]["face_rate"] > 0.5
 
 
 def test_bad_bags_and_parameters_are_clear_errors(
@@ -43,7 +44,7 @@ def test_groups_keep_recordings_of_the_same_name_apart(tmp_path: Path, monkeypat
 
     def fake_replay(bag: Path, out: Path, cfg, progress: bool) -> dict:
         m = {"nme": nme[bag.parent.name], "coverage": 1.0, "fr10": 0.0}
-        return {"metrics": m, "compute_p50_ms": 1.0, "pipeline": {}}
+        return {"metrics": m, "compute_p50_ms": 1.0, "pipeline": {}, "face_rate": 1.0}
 
     monkeypatch.setattr(training.replay, "replay", fake_replay)
     bags = [tmp_path / d / "test_7" for d in nme]

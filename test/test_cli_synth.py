@@ -45,6 +45,20 @@ def test_synth_writes_a_bag_and_refuses_bad_arguments(tmp_path: Path) -> None:
     assert again.returncode == 1 and "exists" in again.stderr
 
 
+def test_synth_no_face_writes_the_scene_without_ground_truth(tmp_path: Path) -> None:
+    out = tmp_path / "empty"
+    res = run("synth", "--out", str(out), "--seconds", "0.2", "--seed", "4", "--no-face",
+              "--workers", "0", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["frames"] == 6
+    with BagReader(out) as bag:
+        topics = bag.topics
+        meta = json.loads(next(iter(bag.messages(TOPIC_META)))[2].data)
+    assert topics["/camera/image_raw"].count == 6 and topics["/event_camera/events"].count > 0
+    assert not any(t.startswith("/facealign/gt") for t in topics)
+    assert meta["scene"]["face"] is False
+
+
 def test_bench_synth_json() -> None:
     res = run("bench", "synth", "--seconds", "0.3", "--workers", "0", "--json")
     assert res.returncode == 0, res.stderr

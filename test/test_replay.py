@@ -211,3 +211,18 @@ def test_a_recording_of_a_driver_that_does_not_stamp_replays_with_restamp_unstam
 
     print_summary(dropped)
     assert "--restamp-unstamped" in capsys.readouterr().out
+
+
+def test_a_recording_without_a_face_is_scored_by_its_face_rate(ckpt, tmp_path, capsys):
+    from training.synth.bagout import write_synth_bag
+    from training.synth.scene import SceneConfig
+
+    bag = tmp_path / "empty_seat"
+    write_synth_bag(bag, SceneConfig(seed=11, seconds=0.3, light="low", face=False))
+    args = cli(["replay", str(bag), "-o", str(tmp_path / "out"), "--model", str(ckpt),
+                "--device", "cpu", "--json"])  # fmt: skip
+    assert run_replay(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["metrics"] is None  # no ground truth to score against
+    assert summary["results"] == 9
+    assert summary["face_rate"] == summary["faces"] / 9

@@ -159,3 +159,25 @@ def test_glasses_sit_in_front_of_the_eyes_and_shake_is_small() -> None:
     canvas = np.zeros_like(img)
     s.draw(canvas, 0.0)
     assert canvas.any() or not (0 <= s.start[0] < cam.width)
+
+
+def test_a_scene_without_its_face_keeps_everything_else() -> None:
+    cfg = dataclasses.replace(BASE, clutter=2, seed=5)
+    with_face, empty = Scene(cfg), Scene(dataclasses.replace(cfg, face=False))
+    t = 0.1
+    img_face, uv, vis = with_face.render(t)
+    img_empty, uv_empty, vis_empty = empty.render(t)
+    assert vis.any() and not vis_empty.any() and uv_empty.shape == uv.shape
+    assert empty.head_pose(t) is None and with_face.head_pose(t) is not None
+    # the head's pixels differ, the background far from it is the same image
+    x0, y0 = np.floor(uv.min(0)).astype(int) - 40
+    x1, y1 = np.ceil(uv.max(0)).astype(int) + 40
+    face_area = np.zeros(img_face.shape[:2], bool)
+    face_area[max(y0, 0) : y1, max(x0, 0) : x1] = True
+    diff = np.abs(img_face - img_empty).max(axis=2)
+    assert diff[face_area].mean() > 0.02
+    np.testing.assert_allclose(img_face[~face_area], img_empty[~face_area], atol=1e-6)
+    iv = empty.interval(2)
+    assert iv.rotation is None and not iv.visible.any()
+    with_face.close()
+    empty.close()

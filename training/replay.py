@@ -142,8 +142,9 @@ def replay(
             being dropped as ``unstamped``; counted as ``restamped`` in the summary.
 
     Returns:
-        Summary: counts per output topic, results, faces, pipeline counters, compute time
-        percentiles, wall seconds, and ``metrics`` (None without ground truth).
+        Summary: counts per output topic, results, faces, ``face_rate`` (faces / results;
+        None without results), pipeline counters, compute time percentiles, wall seconds, and
+        ``metrics`` (None without ground truth).
 
     Raises:
         facealign_ros.bag.BagError: unreadable input, existing output.
@@ -207,7 +208,9 @@ def replay(
         "image_topic": image_topic,
         "mode": config.mode,
         "results": len(results),
-        "faces": sum(r.has_face for r in results),
+        "faces": (faces := sum(r.has_face for r in results)),
+        # share of answers with a face; in a recording without a face, the false-face rate
+        "face_rate": faces / len(results) if results else None,
         "topics": dict(sorted(counts.items())),
         "compute_p50_ms": snap["compute_p50_ms"],
         "compute_p99_ms": snap["compute_p99_ms"],

@@ -3,8 +3,10 @@ r"""The node pipeline over many recordings, under several settings side by side 
 Each bag is replayed (:func:`training.replay.replay`, as ``facealign replay``) once per variant
 (a set of node parameters), bag by bag with the variants interleaved, so machine load falls on
 all of them alike. Reported per variant: the bags' mean and median NME of the answers with a
-face, mean coverage (targets answered with a face), mean FR@0.10, the search/detector
-counters, and one row per bag; with several ``--bags`` patterns, also per pattern (``groups``).
+face, mean coverage (targets answered with a face), mean FR@0.10, mean face rate (answers
+with a face among all answers: on a recording without a face, e.g. ``make_set --no-face``, the
+false-face rate), the search/detector counters, and one row per bag; with several ``--bags``
+patterns, also per pattern (``groups``).
 
     python -m training.bench.replay_set --bags 'data/real_dev/photo_*' \\
         --variant face_detector=grid --variant face_detector=blazeface --json
@@ -30,13 +32,14 @@ def _summary(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     def values(key: str) -> np.ndarray:
         return np.array([r[key] for r in rs if r[key] is not None], np.float64)
 
-    nme, cov, fr = values("nme"), values("coverage"), values("fr10")
+    nme, cov, fr, face = (values(k) for k in ("nme", "coverage", "fr10", "face_rate"))
     return {
         "bags": len(rs),
         "mean_nme": float(nme.mean()) if nme.size else None,
         "median_nme": float(np.median(nme)) if nme.size else None,
         "mean_coverage": float(cov.mean()) if cov.size else None,
         "mean_fr10": float(fr.mean()) if fr.size else None,
+        "mean_face_rate": float(face.mean()) if face.size else None,
         **{c: int(sum(r[c] for r in rs)) for c in COUNTERS},
     }
 
@@ -69,6 +72,7 @@ def run(
                     "nme": m.get("nme"),
                     "coverage": m.get("coverage"),
                     "fr10": m.get("fr10"),
+                    "face_rate": s["face_rate"],
                     "compute_p50_ms": s["compute_p50_ms"],
                     **{c: s["pipeline"].get(c, 0) for c in COUNTERS},
                 })  # fmt: skip
@@ -124,18 +128,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for v in result["variants"]:
         sys.stdout.write(
             f"{v['params']}: {v['bags']} bags, NME mean {f(v['mean_nme'])} median "
-            f"{f(v['median_nme'])}, coverage {f(v['mean_coverage'])}, FR {f(v['mean_fr10'])}; "
+            f"{f(v['median_nme'])}, coverage {f(v['mean_coverage'])}, FR {f(v['mean_fr10'])}, "
+            f"face rate {f(v['mean_face_rate'])}; "
             + ", ".join(f"{c} {v[c]}" for c in COUNTERS)
             + "\n"
         )
         for name, g in v["groups"].items():
             sys.stdout.write(
                 f"  {name}: {g['bags']} bags, NME mean {f(g['mean_nme'])} median "
-                f"{f(g['median_nme'])}, coverage {f(g['mean_coverage'])}\n"
+                f"{f(g['median_nme'])}, coverage {f(g['mean_coverage'])}, "
+                f"face rate {f(g['mean_face_rate'])}\n"
             )
         for r in v["rows"]:
             sys.stdout.write(
-                f"  {r['bag']:<36} NME {f(r['nme'])}  coverage {f(r['coverage'], '.2f')}\n"
+                f"  {r['bag']:<36} NME {f(r['nme'])}  coverage {f(r['coverage'], '.2f')}  "
+                f"face rate {f(r['face_rate'], '.2f')}\n"
             )
     return 0
 

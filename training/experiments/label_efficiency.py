@@ -25,8 +25,9 @@ labelled recordings of the one fraction in ``--only`` (the subset
 (``optim.freeze_steps``: the decoder first learns on the pretrained features, then all train;
 folders ``…_frz300``); ``--only 10:all3det`` pretrains all3 on windows centred on the face
 detector's box in the RGB frames instead of the event activity (``data.box_source=detector``; not
-in the default set); ``--seeds 0,1`` and ``--modes fused,event`` run every fine-tune per seed and
-mode (folders ``…_event``, ``…_s1``; the table then adds the means over seeds); ``--workers`` /
+in the default set; ``10:all3detaug`` the same with stronger view augmentation, nearer the
+authors' MoCo-v2 views); ``--seeds 0,1`` and ``--modes fused,event`` run every fine-tune per seed
+and mode (folders ``…_event``, ``…_s1``; the table then adds the means over seeds); ``--workers`` /
 ``--pretrain-workers`` set the data-loader workers per run (a GPU machine with many cores:
 ``label_efficiency_gpu.sh`` beside this file). Fine-tunes from scratch start while the encoder
 pretrains (``--jobs`` runs at once), and the results files are rewritten after every evaluation.
@@ -59,9 +60,17 @@ PRETRAIN_VIEWS = {
     "voxel": "[voxel,voxel]",
     "all4": "[event_frame,time_surface,voxel,all]",  # + the full stack fine-tuning sees
     "all3det": "[event_frame,time_surface,voxel]",  # all3 on the face detector's boxes
+    "all3detaug": "[event_frame,time_surface,voxel]",  # all3det, stronger view augmentation
 }
 PRETRAIN_EXTRA = {  # further overrides of a variant's `facealign pretrain`
     "all3det": ["data.box_source=detector"],  # needs `facealign fetch-detector` once
+    # closer to the authors' MoCo-v2 views (RandomResizedCrop area 0.2-1, blur p 0.5): crops
+    # 0.61-1.65 box sides, larger shifts, more blur and contrast, more event drop and noise
+    "all3detaug": [
+        "data.box_source=detector", "data.augment.scale=0.5", "data.augment.shift=0.15",
+        "data.augment.blur_prob=0.5", "data.augment.gain=1.5",
+        "data.augment.event_drop_max=0.5", "data.augment.event_noise_max=0.2",
+    ],
 }
 FINETUNES = (  # (label fraction, initialisation)
     (0.1, "scratch"),

@@ -155,8 +155,12 @@ class EventPacketizer:
 
 
 def write_frame(writer: BagWriter, out: FrameOutput, packetizer: EventPacketizer,
-                k_matrix: np.ndarray, start_ns: int, flush: bool = False) -> int:  # fmt: skip
-    """Write all messages of one generated frame; returns the number of event packets."""
+                k_matrix: np.ndarray, start_ns: int, flush: bool = False,
+                ground_truth: bool = True) -> int:  # fmt: skip
+    """Write all messages of one generated frame; returns the number of event packets.
+
+    ``ground_truth`` False (a scene without a face) writes no landmark or head-pose message.
+    """
     iv = out.interval
     h, w = out.image.shape[:2]
     until = None if flush else int(iv.times_ns[-1])
@@ -167,6 +171,8 @@ def write_frame(writer: BagWriter, out: FrameOutput, packetizer: EventPacketizer
     img, info = image_msgs(stamp, out.image, k_matrix)
     writer.write(TOPIC_IMAGE, stamp, img)
     writer.write(TOPIC_INFO, stamp, info)
+    if not ground_truth:
+        return len(packets)
     writer.write(TOPIC_GT, stamp, landmarks_msg(stamp, iv.uv, iv.visible, w, h))
     if iv.rotation is not None and iv.translation is not None:
         writer.write(TOPIC_POSE, stamp, pose_to_msg(msg_class, iv.rotation, iv.translation,
@@ -218,13 +224,14 @@ def write_synth_bag(
     stats = {"frames": 0, "events": 0, "dropped_events": 0, "packets": 0, "subframes": 0}
     with writer:
         for topic, typename in TOPICS.items():
-            writer.add_topic(topic, typename)
+            if config.face or topic not in (TOPIC_GT, TOPIC_POSE, TOPIC_GT_HF):
+                writer.add_topic(topic, typename)
         packetizer = EventPacketizer(config.width, config.height, start_ns, latency_ns)
         n = config.n_frames
         last_stamp = start_ns
         for fo in generate(config, sensor, workers, scene):
             stats["packets"] += write_frame(writer, fo, packetizer, k_matrix, start_ns,
-                                            flush=fo.interval.k == n)  # fmt: skip
+                                            fo.interval.k == n, config.face)  # fmt: skip
             stats["frames"] += 1
             stats["events"] += int(fo.events.size)
             stats["dropped_events"] += fo.dropped

@@ -73,6 +73,12 @@ def add_synth_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="RGB sensor: large-pixel (DAVIS346-class APS, default) or small-pixel (~3 um CMOS: "
         "10x fewer electrons, a noisy frame in the dark)",
     )
+    p.add_argument(
+        "--no-face",
+        action="store_true",
+        help="the scene without its person (an empty seat: background, moving clutter, "
+        "occluders; no ground truth), to measure how often a face is answered where none is",
+    )
     p.add_argument("--preview", metavar="PNG", help="also write a contact sheet PNG")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     return p
@@ -104,6 +110,7 @@ def run_synth(args: argparse.Namespace) -> int:
         config = SceneConfig(
             seed=args.seed, seconds=args.seconds, light=args.light, motion=args.motion,
             width=width, height=height, fps=args.fps, head=args.head, flicker_hz=args.flicker_hz,
+            face=not args.no_face,
         )  # fmt: skip
     except ValueError as exc:
         return fail(str(exc))

@@ -7,6 +7,8 @@ that already exist are kept (the command resumes an interrupted run). ``--first 
 every split at bag ``K``: more bags of new seeds beside an existing set, or one share of a
 set split between parallel runs. ``--rgb-camera small-pixel`` records the RGB frames with a
 ~3 um CMOS instead of the default DAVIS346-class sensor (same seeds: the same scenes).
+``--no-face`` writes the same scenes without their person (no ground truth): the empty-seat
+twins of a set, for measuring how often the node answers a face where there is none.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="render workers per bag")
     p.add_argument("--rgb-camera", choices=tuple(RGB_CAMERAS), default="large-pixel",
                    help="RGB sensor preset (training.synth.options.RGB_CAMERAS)")  # fmt: skip
+    p.add_argument("--no-face", action="store_true",
+                   help="the scenes without their person (no ground truth)")  # fmt: skip
     args = p.parse_args(argv)
     if args.first < 0 or min(args.train, args.val, args.test) < 0:
         p.error("--first and the bag counts must be >= 0")
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             if path.exists():
                 continue
             t0 = time.time()
-            cfg = SceneConfig(seed=seed, seconds=args.seconds, light=light, motion=motion)
+            cfg = SceneConfig(seed=seed, seconds=args.seconds, light=light, motion=motion,
+                              face=not args.no_face)  # fmt: skip
             try:
                 sensor = SensorConfig(rgb=rgb_camera(args.rgb_camera, cfg.fps))
                 stats = write_synth_bag(path, cfg, sensor, workers=args.workers)

@@ -54,14 +54,18 @@ def draw_gt(image: np.ndarray, uv: np.ndarray, visible: np.ndarray, axes: np.nda
 def _panels(fo: FrameOutput, events: np.ndarray, config: SceneConfig, camera_k: np.ndarray,
             tag: str) -> tuple[Image.Image, Image.Image]:  # fmt: skip
     iv = fo.interval
-    origin = iv.translation
-    pts = origin + 0.06 * iv.rotation.T  # rows: head x, y, z axes tips (camera frame)
-    p3 = np.vstack([origin, pts])
-    axes = (p3 @ camera_k.T)[:, :2] / p3[:, 2:]
+    axes = None
+    if iv.rotation is not None and iv.translation is not None:
+        origin = iv.translation
+        pts = origin + 0.06 * iv.rotation.T  # rows: head x, y, z axes tips (camera frame)
+        p3 = np.vstack([origin, pts])
+        axes = (p3 @ camera_k.T)[:, :2] / p3[:, 2:]
     w, h = config.width, config.height
-    rgb = draw_gt(fo.image, iv.uv, iv.visible, axes, f"{tag} RGB")
+    n = len(iv.uv) if config.face else 0  # no landmarks drawn in an empty scene
+    uv, vis = iv.uv[:n], iv.visible[:n]
+    rgb = draw_gt(fo.image, uv, vis, axes, f"{tag} RGB")
     n_ev = len(events)
-    evf = draw_gt(event_frame(events, w, h), iv.uv, iv.visible, None, f"{tag} events {n_ev}")
+    evf = draw_gt(event_frame(events, w, h), uv, vis, None, f"{tag} events {n_ev}")
     return rgb, evf
 
 

@@ -77,6 +77,8 @@ class SceneConfig:
         shake_deg: camera shake amplitude, degrees; None: 0.05 (slow) or 0.2 (fast).
         flicker_hz: light flicker frequency, Hz (100 for 50 Hz mains, 120 for 60 Hz; 0: none).
         flicker_depth: flicker modulation depth in [0, 1).
+        face: False renders the scene without its person (background, clutter, occluders and
+            camera shake only; no ground truth): an empty seat, for measuring false faces.
     """
 
     seed: int = 0
@@ -99,6 +101,7 @@ class SceneConfig:
     shake_deg: float | None = None
     flicker_hz: float = 0.0
     flicker_depth: float = 0.3
+    face: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.seed, int) and self.seed >= 0):
@@ -358,9 +361,9 @@ class Scene(IntervalScene):
                                            self.config.supersample)  # fmt: skip
         return self._renderer
 
-    def head_pose(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Ground-truth head pose at ``t`` seconds (see :meth:`pose`)."""
-        return self.pose(t)
+    def head_pose(self, t: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Ground-truth head pose at ``t`` seconds (see :meth:`pose`); None without a face."""
+        return self.pose(t) if self.config.face else None
 
     def landmarks_px(self, t: np.ndarray) -> np.ndarray:
         """(N, 70, 2) float64 projected REP-155 landmarks at times ``t`` (N,), seconds."""
@@ -399,6 +402,12 @@ class Scene(IntervalScene):
         bg, hom = self._background(t)
         for s in self.clutter:
             s.draw(bg, t, homography=hom)
+        uv, z = project_points(landmarks70(self.rig, weights), rot, trans, cam)
+        if not cfg.face:  # the empty scene: no head, no landmark visible
+            image = np.array(bg, np.float32, copy=True)
+            for s in self.occluders:
+                s.draw(image, t, np.zeros(image.shape[:2], np.float32))
+            return image, uv, np.zeros(len(uv), bool)
         ident = self.identity
         out = self.renderer.render(mesh, rot, trans, ident.lighting, bg, ident.tint)
         image = np.array(out.image, np.float32, copy=True)
@@ -407,7 +416,6 @@ class Scene(IntervalScene):
             self.glasses.draw(image, occlusion, out.depth, rot, trans, cam)
         for s in self.occluders:
             s.draw(image, t, occlusion)
-        uv, z = project_points(landmarks70(self.rig, weights), rot, trans, cam)
         vis = landmark_visibility(uv, z, out.depth, cam.fx)
         px = np.clip(np.rint(uv).astype(np.int64), 0, [cfg.width - 1, cfg.height - 1])
         vis &= occlusion[px[:, 1], px[:, 0]] < 0.5
