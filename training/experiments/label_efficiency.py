@@ -67,9 +67,13 @@ PRETRAIN_EXTRA = {  # further overrides of a variant's `facealign pretrain`
     # closer to the authors' MoCo-v2 views (RandomResizedCrop area 0.2-1, blur p 0.5): crops
     # 0.61-1.65 box sides, larger shifts, more blur and contrast, more event drop and noise
     "all3detaug": [
-        "data.box_source=detector", "data.augment.scale=0.5", "data.augment.shift=0.15",
-        "data.augment.blur_prob=0.5", "data.augment.gain=1.5",
-        "data.augment.event_drop_max=0.5", "data.augment.event_noise_max=0.2",
+        "data.box_source=detector",
+        "data.augment.scale=0.5",
+        "data.augment.shift=0.15",
+        "data.augment.blur_prob=0.5",
+        "data.augment.gain=1.5",
+        "data.augment.event_drop_max=0.5",
+        "data.augment.event_noise_max=0.2",
     ],
 }
 FINETUNES = (  # (label fraction, initialisation)
