@@ -18,6 +18,8 @@ from typing import Any
 
 from facealign_ros import topics
 from facealign_ros.pipeline.config import PARAMETER_RANGES, PipelineConfig
+from facealign_ros.pipeline.health import PipelineStats
+from facealign_ros.pipeline.inputs import restamp_unstamped
 from facealign_ros.results import OutputMessage
 
 try:  # rclpy exists only in a ROS 2 environment
@@ -54,6 +56,12 @@ _NODE_PARAMS = (
     ),
     Param("camera_info_topic", "camera_info", "sensor_msgs/CameraInfo (intrinsics for head pose)"),
     Param("publish_tf", True, "broadcast the REP-155 face_<id> TF frame"),
+    Param(
+        "restamp_unstamped",
+        False,
+        "event packets and images with header stamp 0 (a driver that does not stamp) take the "
+        "node clock's receive time instead of being dropped as 'unstamped' (counted 'restamped')",
+    ),
     Param(
         "debug_image_rate_hz",
         10.0,
@@ -106,6 +114,22 @@ def image_subscription(
         base = resolve(options["image_topic"]) if resolve is not None else options["image_topic"]
         return f"{base}/compressed", topics.COMPRESSED_IMAGE_TYPE
     return options["image_topic"], topics.IMAGE_TYPE
+
+
+def restamping(
+    callback: Callable[[Any], bool], receive_ns: Callable[[], int], stats: PipelineStats
+) -> Callable[[Any], bool]:
+    """``callback`` that first gives an unstamped message its receive time (``receive_ns()``).
+
+    The ``restamp_unstamped`` parameter: each message so stamped counts as ``restamped``.
+    """
+
+    def call(msg: Any) -> bool:
+        if restamp_unstamped(msg, receive_ns()):
+            stats.count("restamped")
+        return callback(msg)
+
+    return call
 
 
 def rclpy_factory(typename: str) -> type:
@@ -244,9 +268,16 @@ class AlignNode(LifecycleNode):  # type: ignore[misc,valid-type]
                 self.get_logger().error(f"activate failed: cannot reload the model: {exc}")
                 return TransitionCallbackReturn.FAILURE
         pipe, opts = self.pipeline, self.options
+        on_events, on_image = pipe.on_events, pipe.on_image
+        if opts["restamp_unstamped"]:
+            clock = self.get_clock()
+            on_events, on_image = (
+                restamping(cb, lambda: clock.now().nanoseconds, pipe.stats)
+                for cb in (on_events, on_image)
+            )
         for topic, typename, cb in (
-            (opts["events_topic"], "event_camera_msgs/msg/EventPacket", pipe.on_events),
-            (*image_subscription(opts, getattr(self, "resolve_topic_name", None)), pipe.on_image),
+            (opts["events_topic"], "event_camera_msgs/msg/EventPacket", on_events),
+            (*image_subscription(opts, getattr(self, "resolve_topic_name", None)), on_image),
             (opts["camera_info_topic"], "sensor_msgs/msg/CameraInfo", pipe.on_camera_info),
         ):
             self._entities.append(self.create_subscription(

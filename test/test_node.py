@@ -140,3 +140,29 @@ def test_compressed_images_follow_the_remapped_image_topic():
     )
     with pytest.raises(ValueError, match="image_transport"):
         node.split_parameters({"image_transport": "theora"})
+
+
+def test_restamp_unstamped_gives_a_driver_that_does_not_stamp_its_receive_time():
+    from types import SimpleNamespace
+
+    from facealign_ros.pipeline.health import PipelineStats
+
+    def message(sec: int, nanosec: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            header=SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=nanosec))
+        )
+
+    seen, stats = [], PipelineStats()
+    cb = node.restamping(lambda m: seen.append(m) or True, lambda: 1_700_000_002_500_000_000, stats)
+    unstamped, stamped = message(0, 0), message(1_700_000_000, 7)
+    assert cb(unstamped) and cb(stamped)
+    assert (unstamped.header.stamp.sec, unstamped.header.stamp.nanosec) == (
+        1_700_000_002,
+        500_000_000,
+    )
+    assert (stamped.header.stamp.sec, stamped.header.stamp.nanosec) == (1_700_000_000, 7)
+    assert seen == [unstamped, stamped] and stats.counters["restamped"] == 1
+    # a clock at 0 (sim time before /clock) leaves the message to be dropped as unstamped
+    late = message(0, 0)
+    node.restamping(lambda m: True, lambda: 0, stats)(late)
+    assert late.header.stamp.sec == 0 and stats.counters["restamped"] == 1

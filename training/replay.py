@@ -30,6 +30,7 @@ from facealign_ros.face.landmarks import REP155_70
 from facealign_ros.face.pose import matrix_to_euler
 from facealign_ros.messages import landmarks_from_msg, pose_from_msg, stamp_ns
 from facealign_ros.pipeline import MODES, FaceResult, Pipeline, PipelineConfig
+from facealign_ros.pipeline.inputs import restamp_unstamped as restamp
 from facealign_ros.results import REPLAY_PRIVATE_NS, result_to_messages
 from training import metrics
 
@@ -184,7 +185,7 @@ def replay(
             for topic, log_ns, msg in reader.messages(wanted):
                 last = log_ns
                 if restamp_unstamped and topic in (events_topic, image_topic):
-                    restamped += _restamp(msg, log_ns)
+                    restamped += restamp(msg, log_ns)
                 if topic == events_topic:
                     pipe.on_events(msg, log_ns)
                 elif topic == image_topic:
@@ -264,15 +265,6 @@ def _progress(total: int) -> Any:
     except ImportError:
         return _Bar(total)
     return tqdm(total=total, unit="msg", desc="replay", file=sys.stderr)
-
-
-def _restamp(msg: Any, log_ns: int) -> int:
-    """Give ``msg`` its log time as header stamp when the stamp is 0; 1 if it did, else 0."""
-    stamp = msg.header.stamp
-    if int(stamp.sec) or int(stamp.nanosec) or log_ns <= 0:
-        return 0
-    stamp.sec, stamp.nanosec = divmod(int(log_ns), 1_000_000_000)
-    return 1
 
 
 def add_replay_parser(sub: Any) -> argparse.ArgumentParser:

@@ -49,6 +49,20 @@ def _check_size(width: int, height: int) -> None:
         )
 
 
+def restamp_unstamped(msg: Any, receive_ns: int) -> bool:
+    """Give ``msg`` (any message with a ``header``) ``receive_ns`` as stamp if its stamp is 0.
+
+    For drivers that leave the header stamp empty: their messages are placed at their receive
+    time (the node's clock, or a recording's log time) instead of being dropped ``unstamped``.
+    Returns True if the stamp was set; a stamped message, or ``receive_ns <= 0``, is untouched.
+    """
+    stamp = msg.header.stamp
+    if int(stamp.sec) or int(stamp.nanosec) or receive_ns <= 0:
+        return False
+    stamp.sec, stamp.nanosec = divmod(int(receive_ns), 1_000_000_000)
+    return True
+
+
 def require_stamp(stamp: int, what: str) -> int:
     """``stamp`` (ns) of a ``what`` message, checked to be set.
 
@@ -60,8 +74,9 @@ def require_stamp(stamp: int, what: str) -> int:
         raise InputError(
             "unstamped",
             f"{what} with header stamp 0: its driver does not stamp messages, so they cannot be "
-            "placed in time; dropped (set the driver to stamp with ROS time; a recording of it: "
-            "facealign replay --restamp-unstamped)",
+            "placed in time; dropped (set the driver to stamp with ROS time, or the node "
+            "parameter restamp_unstamped; a recording of it: facealign replay "
+            "--restamp-unstamped)",
         )
     return stamp
 
