@@ -67,6 +67,20 @@ def header_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
     return None
 
 
+def _jpeg_complete(data: np.ndarray) -> bool:
+    """Whether a JPEG's bytes end with its end-of-image marker (FF D9).
+
+    Trailing padding (0x00 / 0xFF bytes some encoders and drivers append) is allowed. FF D9
+    cannot occur inside entropy-coded data (an FF there is followed by 00 or a restart marker).
+    """
+    end = data.size
+    while end > 0 and data[end - 1] in (0x00, 0xFF):
+        end -= 1
+        if data.size - end > 4096:  # more padding than any encoder writes
+            return False
+    return end >= 2 and data[end - 2] == 0xFF and data[end - 1] == 0xD9
+
+
 def decode_compressed(msg: Any) -> np.ndarray:
     """A ``sensor_msgs/CompressedImage`` -> ``(H, W, 3)`` uint8 RGB.
 
@@ -88,6 +102,9 @@ def decode_compressed(msg: Any) -> np.ndarray:
     w, h = size
     if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
         raise ValueError(f"compressed image of {w}x{h} px: 1 to {MAX_PIXELS} pixels are decoded")
+    if data[:2].tobytes() == b"\xff\xd8" and not _jpeg_complete(data):
+        # libjpeg would decode a JPEG cut mid-scan with its missing rows grey and only warn
+        raise ValueError(f"compressed image (format {fmt!r}, {w}x{h}): the JPEG is cut off")
     # the sensor's pixel grid, as the raw image would hold it: an EXIF orientation is ignored
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None or bgr.shape[:2] != (h, w):

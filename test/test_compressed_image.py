@@ -72,6 +72,19 @@ def test_bad_and_oversized_images_are_clear_errors() -> None:
             M.image_from_msg(compressed(png[:cut], "png"))
 
 
+def test_a_jpeg_cut_mid_scan_is_refused_not_decoded_grey() -> None:
+    rng = np.random.default_rng(3)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), (0, 0), 2)
+    jpg = encoded(img, ".jpg")
+    for cut in (len(jpg) // 2, len(jpg) - 40, len(jpg) - 2):  # inside the scan / without EOI
+        with pytest.raises(M.MessageError, match="cut off"):
+            M.image_from_msg(compressed(jpg[:cut], "jpeg"))
+    # padding after the end-of-image marker is fine
+    for tail in (b"", b"\x00" * 7, b"\xff\xff"):
+        out = M.image_from_msg(compressed(jpg + tail, "jpeg"))
+        assert out.shape == (64, 96, 3)
+
+
 def test_exif_orientation_is_ignored() -> None:
     """The sensor's pixel grid comes back, as a raw image would hold it (no rotation)."""
     rgb = np.zeros((40, 60, 3), np.uint8)
