@@ -131,6 +131,19 @@ def test_a_detected_face_is_not_lost_for_low_confidence(model, bag_msgs):
     assert pipe.snapshot()["lost"] > 0  # without the detector's word the confidence decides
 
 
+def test_a_detection_where_the_network_sees_no_face_starts_no_track(model, bag_msgs):
+    # BlazeFace fires on some background texture; the landmark network's confidence must agree
+    det = ScriptedDetector(lambda k, w: [BOX])
+    pipe = pipe_with(model, det, track_threshold=1.0, detect_threshold=1.0)  # nothing passes
+    results = run(pipe, bag_msgs)
+    snap = pipe.snapshot()
+    assert not any(r.has_face for r in results) and snap["detections"] == 0
+    assert snap["detections_rejected"] == snap["detect_runs"] > 0
+    pipe = pipe_with(model, ScriptedDetector(lambda k, w: [BOX]), track_threshold=0.0)
+    run(pipe, bag_msgs)
+    assert pipe.snapshot().get("detections_rejected", 0) == 0
+
+
 def test_a_small_face_with_nothing_around_it_is_checked_in_the_whole_frame(model, bag_msgs):
     small = (150.0, 100.0, 180.0, 130.0)
     big = (20.0, 20.0, 120.0, 120.0)

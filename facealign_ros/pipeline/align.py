@@ -49,7 +49,8 @@ class FaceStage:
         config: pipeline settings.
         model: the network.
         stats: counters to update (``detect_runs``, ``detections``, ``lost``,
-            ``detector_runs``, ``box_corrections``, ``redetections``).
+            ``detector_runs``, ``box_corrections``, ``redetections``, ``detections_rejected``:
+            BlazeFace boxes where the network sees no face).
         keep_debug: attach the inputs to each result.
         detector: face boxes in RGB frames, or None (grid search only).
     """
@@ -104,15 +105,17 @@ class FaceStage:
     def _search(
         self, events: np.ndarray | None, rgb: np.ndarray | None, size: tuple[int, int], t: int
     ) -> tuple[np.ndarray, np.ndarray, Box] | None:
-        """Find a face: BlazeFace's best box, else the best grid crop, refined; None if none."""
+        """Find a face: the best BlazeFace box the network agrees with, else a grid crop."""
         c, scale = self.config, self.model.spec.box_scale
         self.stats.count("detect_runs")
         if rgb is not None and self.detector is not None:
-            found = self._detect(rgb)
-            if found:  # the detection frames the face as training crops do: no refinement
-                box = found[0]
+            # a detection frames the face as training crops do: no refinement; the landmark
+            # network must still see a face there (BlazeFace fires on some background texture)
+            for box in self._detect(rgb):
                 out = self.model.align([box], events, rgb, size, t)
-                return out.points[0], out.confidence[0], box
+                if float(np.mean(out.confidence[0])) >= c.track_threshold:
+                    return out.points[0], out.confidence[0], box
+                self.stats.count("detections_rejected")
         act = activity_map(events, rgb, size[0], size[1])
         boxes = candidate_boxes(size[0], size[1], act, c.min_face_px, c.detect_candidates)
         out = self.model.align(boxes, events, rgb, size, t)
