@@ -46,3 +46,25 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     with BagReader(summary["input_bag"]) as bag:  # recorded with the small-pixel RGB camera
         meta = json.loads(next(iter(bag.messages("/facealign/synth/metadata")))[2].data)
     assert meta["sensor"]["rgb"]["sensitivity_e_per_s"] == 1.5e5
+
+
+def test_shipped_weights_answer_no_face_on_an_empty_seat(tmp_path: Path) -> None:
+    """The same scenes with and without their person: faces answered only where one is."""
+    import dataclasses
+
+    from training.replay import replay
+    from training.synth.bagout import write_synth_bag
+    from training.synth.scene import SceneConfig
+
+    cfg = PipelineConfig(device="cpu", torch_threads=1, face_detector="grid")
+    rates = {}
+    for seed, light in ((950001, "normal"), (950002, "low")):
+        scene = SceneConfig(seed=seed, seconds=1.0, light=light, motion="fast")
+        for face in (True, False):
+            bag = tmp_path / f"{seed}_{face}"
+            write_synth_bag(bag, dataclasses.replace(scene, face=face))
+            summary = replay(bag, tmp_path / f"out_{seed}_{face}", cfg)
+            assert summary["results"] == 30
+            rates[seed, face] = summary["face_rate"]
+    assert all(rates[s, True] >= 0.9 for s in (950001, 950002)), rates
+    assert all(rates[s, False] <= 0.1 for s in (950001, 950002)), rates
