@@ -103,7 +103,8 @@ def decode_compressed(msg: Any) -> np.ndarray:
     if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
         raise ValueError(f"compressed image of {w}x{h} px: 1 to {MAX_PIXELS} pixels are decoded")
     if data[:2].tobytes() == b"\xff\xd8" and not _jpeg_complete(data):
-        # libjpeg would decode a JPEG cut mid-scan with its missing rows grey and only warn
+        # say why: OpenCV's decoder refuses such data without a reason (some libjpeg builds
+        # instead decode it with the missing rows grey and only warn)
         raise ValueError(f"compressed image (format {fmt!r}, {w}x{h}): the JPEG is cut off")
     # the sensor's pixel grid, as the raw image would hold it: an EXIF orientation is ignored
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
