@@ -148,13 +148,12 @@ class Pipeline:
         try:
             stamp = stamp_ns(msg)
             frame = str(msg.header.frame_id)
-        except Exception as exc:  # noqa: BLE001
-            self._reject(InputError("bad_image", f"malformed image message: {exc!r}"))
-            return False
-        try:
             require_stamp(stamp, "image")
         except InputError as exc:
             self._reject(exc)
+            return False
+        except Exception as exc:  # noqa: BLE001
+            self._reject(InputError("bad_image", f"malformed image message: {exc!r}"))
             return False
         with self._slot:
             if self._image is not None and stamp < self._image[0]:

@@ -397,7 +397,6 @@ class Scene(IntervalScene):
         """
         cfg, cam = self.config, self.camera
         weights = self.expressions.weights(t)
-        mesh = self.rig.apply(weights)
         rot, trans = self.pose(t)
         bg, hom = self._background(t)
         for s in self.clutter:
@@ -408,7 +407,7 @@ class Scene(IntervalScene):
             for s in self.occluders:
                 s.draw(image, t, np.zeros(image.shape[:2], np.float32))
             return image, uv, np.zeros(len(uv), bool)
-        ident = self.identity
+        ident, mesh = self.identity, self.rig.apply(weights)
         out = self.renderer.render(mesh, rot, trans, ident.lighting, bg, ident.tint)
         image = np.array(out.image, np.float32, copy=True)
         occlusion = np.zeros(out.depth.shape, np.float32)
