@@ -26,8 +26,10 @@ labelled recordings of the one fraction in ``--only`` (the subset
 folders ``…_frz300``); ``--only 10:all3det`` pretrains all3 on windows centred on the face
 detector's box in the RGB frames instead of the event activity (``data.box_source=detector``; not
 in the default set; ``10:all3detaug`` the same with stronger view augmentation, nearer the
-authors' MoCo-v2 views); ``--seeds 0,1`` and ``--modes fused,event`` run every fine-tune per seed
-and mode (folders ``…_event``, ``…_s1``; the table then adds the means over seeds); ``--workers`` /
+authors' MoCo-v2 views; ``10:all3detdense`` all3det plus the dense term that matches the
+feature maps of the views at the same scene points, ``model.dense_weight``); ``--seeds 0,1`` and
+``--modes fused,event`` run every fine-tune per seed and mode (folders ``…_event``, ``…_s1``;
+the table then adds the means over seeds); ``--workers`` /
 ``--pretrain-workers`` set the data-loader workers per run (a GPU machine with many cores:
 ``label_efficiency_gpu.sh`` beside this file). Fine-tunes from scratch start while the encoder
 pretrains (``--jobs`` runs at once), and the results files are rewritten after every evaluation.
@@ -61,6 +63,7 @@ PRETRAIN_VIEWS = {
     "all4": "[event_frame,time_surface,voxel,all]",  # + the full stack fine-tuning sees
     "all3det": "[event_frame,time_surface,voxel]",  # all3 on the face detector's boxes
     "all3detaug": "[event_frame,time_surface,voxel]",  # all3det, stronger view augmentation
+    "all3detdense": "[event_frame,time_surface,voxel]",  # all3det + the dense (per-point) term
 }
 PRETRAIN_EXTRA = {  # further overrides of a variant's `facealign pretrain`
     "all3det": ["data.box_source=detector"],  # needs `facealign fetch-detector` once
@@ -75,6 +78,8 @@ PRETRAIN_EXTRA = {  # further overrides of a variant's `facealign pretrain`
         "data.augment.event_drop_max=0.5",
         "data.augment.event_noise_max=0.2",
     ],
+    # + features of the same scene point agree across views (equivariant, not only invariant)
+    "all3detdense": ["data.box_source=detector", "model.dense_weight=1.0"],
 }
 FINETUNES = (  # (label fraction, initialisation)
     (0.1, "scratch"),

@@ -36,16 +36,31 @@ class SSMERModel:
             backbone fields: ``backbone``, ``backbone_width``, ``feature_dim``).
         proj_dim: projector width (paper: 2048).
         pred_dim: predictor bottleneck (paper: 512).
+        dense_weight: weight of the dense term (:func:`~training.ssmer.model.dense_simsiam_loss`,
+            features of the same scene point agree across views) added to the pooled SimSiam
+            loss; 0 (default, the paper's objective) turns it off.
+        dense_grid: the dense term's points: a ``dense_grid x dense_grid`` grid over the box.
+        dense_dim: width of the dense projector (its predictor bottleneck is a quarter).
     """
 
     preset: str = "lite"
     overrides: dict[str, Any] = field(default_factory=dict)
     proj_dim: int = 2048
     pred_dim: int = 512
+    dense_weight: float = 0.0
+    dense_grid: int = 7
+    dense_dim: int = 128
 
     def __post_init__(self) -> None:
         _check(self.preset in PRESETS, f"model.preset must be one of {sorted(PRESETS)}")
         _check(self.proj_dim >= 8 and self.pred_dim >= 4, "model.proj_dim/pred_dim too small")
+        _check(self.dense_weight >= 0, "model.dense_weight must be >= 0")
+        _check(self.dense_grid >= 1 and self.dense_dim >= 8, "model.dense_grid/dense_dim too small")
+
+    @property
+    def dense(self) -> bool:
+        """Whether the dense term is on."""
+        return self.dense_weight > 0
 
     def network(self, spec: InputSpec) -> CMFAConfig:
         """The CMFA config whose ``event_backbone`` this run pretrains."""

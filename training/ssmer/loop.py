@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from facealign_ros.model.config import CMFAConfig
 from training.ssmer.config import SSMERConfig
-from training.ssmer.model import SimSiam, collapse_ratio, simsiam_loss
+from training.ssmer.model import SimSiam, collapse_ratio, dense_simsiam_loss, simsiam_loss
 from training.ssmer.sources import Source
 from training.ssmer.stream import WindowStream
 from training.ssmer.views import ViewAugment
@@ -133,11 +133,19 @@ class Pretrainer:
             "views": list(self.cfg.data.views),
             "proj_dim": self.cfg.model.proj_dim,
             "pred_dim": self.cfg.model.pred_dim,
+            "dense": self._dense_settings(),
             "step": step,
             "training_command": self.command,
             "bags": [f"{s.path.name}:{s.topic}" for s in self.sources],
             "stream": self._stream_settings(),
         }
+
+    def _dense_settings(self) -> dict[str, Any] | None:
+        """The dense term's settings (None when it is off)."""
+        m = self.cfg.model
+        if not m.dense:
+            return None
+        return {"weight": m.dense_weight, "grid": m.dense_grid, "dim": m.dense_dim}
 
     def _stream_settings(self) -> dict[str, Any]:
         """What defines the data stream (a resume with other values is not exact)."""
@@ -166,6 +174,11 @@ class Pretrainer:
             raise ResumeError(f"{ckpt}: its network config differs from this run's")
         if meta.get("views") != list(self.cfg.data.views):
             raise ResumeError(f"{ckpt}: views {meta.get('views')} differ from this run's")
+        if meta.get("dense") != self._dense_settings():
+            raise ResumeError(
+                f"{ckpt}: dense term {meta.get('dense')} differs from this run's "
+                f"{self._dense_settings()}"
+            )
         if meta.get("preprocessing") != self.spec.to_dict():
             raise ResumeError(f"{ckpt}: its input preprocessing differs from this run's")
         then, now = meta.get("stream", {}), self._stream_settings()
@@ -213,7 +226,8 @@ class Pretrainer:
         cfg, env = self.cfg, self.env
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.run.seed)
-            model = SimSiam(self.net, cfg.model.proj_dim, cfg.model.pred_dim)
+            m = cfg.model
+            model = SimSiam(self.net, m.proj_dim, m.pred_dim, m.dense_dim if m.dense else 0)
         model.to(device)
         opt, sched, scaler, amp = build.build_optimization(model, cfg.optim, cfg.schedule, device)
         cuda = device.type == "cuda"
@@ -241,6 +255,7 @@ class Pretrainer:
             shuffle_buffer=data.shuffle_buffer,
             box_source=data.box_source,
             detector_model=data.detector_model,
+            dense_grid=cfg.model.dense_grid if cfg.model.dense else 0,
         )
         loader = DataLoader(
             stream, batch_size=data.batch_size, num_workers=data.num_workers, pin_memory=cuda
@@ -253,8 +268,12 @@ class Pretrainer:
         try:
             batches = iter(loader)
             while step < cfg.schedule.steps:
-                views = next(batches).to(device, non_blocking=True)
-                scalars = self._step(ddp, opt, sched, scaler, views, step, amp)
+                batch = next(batches)
+                views, points = batch if isinstance(batch, list | tuple) else (batch, None)
+                views = views.to(device, non_blocking=True)
+                if points is not None:
+                    points = points.to(device, non_blocking=True)
+                scalars = self._step(ddp, opt, sched, scaler, views, points, step, amp)
                 step += 1
                 logger.add(step, scalars, views.shape[0])
                 if self.on_step is not None:
@@ -286,17 +305,24 @@ class Pretrainer:
         sched: Any,
         scaler: Any,
         views: torch.Tensor,
+        points: torch.Tensor | None,
         step: int,
         amp: str,
     ) -> dict[str, float]:
-        """One optimizer step on ``(B, V, C, S, S)`` views; returns scalars."""
+        """One optimizer step on ``(B, V, C, S, S)`` views (and ``(B, V, K, 2)`` dense points)."""
         torch.manual_seed(derive_seed(self.cfg.run.seed, step, self.env.rank))
         ddp.train()
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         ctx = torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()
         with ctx:
-            z, p, h = ddp(views)
-        loss = simsiam_loss(z.float(), p.float())
+            out = ddp(views) if points is None else ddp(views, points)
+        z, p, h = out[:3]
+        loss = pooled = simsiam_loss(z.float(), p.float())
+        dense = None
+        if points is not None:
+            pts = points.transpose(0, 1)
+            dense = dense_simsiam_loss(out[3].float(), out[4].float(), pts)
+            loss = pooled + self.cfg.model.dense_weight * dense
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         build.drop_frozen_grads(opt, sched.last_epoch)
@@ -309,9 +335,11 @@ class Pretrainer:
         lr = opt.param_groups[0]["lr"]
         sched.step()
         pairs = z.shape[0] * (z.shape[0] - 1) // 2
+        extra = {} if dense is None else {"dense_loss_per_pair": float(dense.detach()) / pairs}
         return {
             "loss": float(loss.detach()),
-            "loss_per_pair": float(loss.detach()) / pairs,
+            "loss_per_pair": float(pooled.detach()) / pairs,
+            **extra,
             "collapse_ratio": collapse_ratio(h),
             "collapse_ratio_pred": collapse_ratio(p),
             "grad_norm": gnorm,

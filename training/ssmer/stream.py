@@ -35,13 +35,16 @@ from facealign_ros.face.detector import BlazeFaceDetector
 from facealign_ros.face.preprocess import InputSpec
 from training.ssmer.face_boxes import BOX_SOURCES, DetectorBoxes
 from training.ssmer.sources import Source, Window, stream_windows
-from training.ssmer.views import ViewAugment, make_views
+from training.ssmer.views import ViewAugment, make_views, make_views_with_points
 
 LOG = logging.getLogger(__name__)
 
 
 class WindowStream(IterableDataset):
     """Endless stream of ``(V, C, S, S)`` float32 view stacks (one per window).
+
+    With ``dense_grid > 0`` each item is ``(views, points)``, points ``(V, dense_grid**2, 2)``
+    (:func:`~training.ssmer.views.make_views_with_points`; the views are the same draws).
 
     Args:
         sources: event sources (from :func:`~training.ssmer.sources.find_sources`).
@@ -60,6 +63,7 @@ class WindowStream(IterableDataset):
         box_source: ``activity`` or ``detector`` (:mod:`training.ssmer.face_boxes`); the
             detector is loaded in each worker on first use.
         detector_model: BlazeFace model path ("" = the cached one).
+        dense_grid: side of the point grid for the dense objective (0: views only).
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class WindowStream(IterableDataset):
         shuffle_buffer: int = 64,
         box_source: str = "activity",
         detector_model: str = "",
+        dense_grid: int = 0,
     ) -> None:
         super().__init__()
         if not sources:
@@ -95,6 +100,7 @@ class WindowStream(IterableDataset):
         if box_source not in BOX_SOURCES:
             raise ValueError(f"box_source must be one of {list(BOX_SOURCES)}, got {box_source!r}")
         self.box_source, self.detector_model = box_source, str(detector_model)
+        self.dense_grid = int(dense_grid)
         self._detector: BlazeFaceDetector | None = None  # loaded in the worker that reads
 
     def face_boxes(self) -> DetectorBoxes | None:
@@ -137,14 +143,20 @@ class WindowStream(IterableDataset):
         batches = max(0, -(-(self.start_step - role) // workers))
         return batches * self.batch_size
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         shard, n_shards, role = self._shard()
         skip = self.skip_windows(role)
         for position, win in enumerate(self._shuffled(shard, n_shards)):
             if position < skip:
                 continue
             rng = np.random.default_rng([self.seed, shard, position, 0x55])
-            yield torch.from_numpy(make_views(win, self.spec, self.views, self.augment, rng))
+            if self.dense_grid > 0:
+                views, points = make_views_with_points(
+                    win, self.spec, self.views, self.augment, rng, self.dense_grid
+                )
+                yield torch.from_numpy(views), torch.from_numpy(points)
+            else:
+                yield torch.from_numpy(make_views(win, self.spec, self.views, self.augment, rng))
 
     def _shuffled(self, shard: int, n_shards: int) -> Iterator[Window]:
         """The shard's windows through a shuffle buffer (endless)."""

@@ -13,6 +13,11 @@ Augmentation, MoCo-v2 style, adapted to events:
 * per view (SimSiam needs different views): the crop (scale, shift, rotation: a random resized
   crop around the window's box), the horizontal mirror, a contrast gain around each channel's
   neutral value and a Gaussian blur.
+
+For the dense objective (:func:`~training.ssmer.model.dense_simsiam_loss`)
+:func:`make_views_with_points` also returns where a fixed grid of sensor points around the box
+lands in every view (crop, rotation and mirror applied), so features of the same place in the
+scene can be matched across views.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import cv2
 import numpy as np
 
 from facealign_ros.events import EVENT_DTYPE, concat_events
-from facealign_ros.face.crop import Box, crop_affine
+from facealign_ros.face.crop import Box, crop_affine, transform_points
 from facealign_ros.face.preprocess import (
     InputSpec,
     channel_slices,
@@ -96,11 +101,74 @@ def make_views(
         aug: augmentation settings.
         rng: the sample's generator (all randomness comes from it).
     """
+    return _render_views(win, spec, views, aug, rng)[0]
+
+
+def make_views_with_points(
+    win: Window,
+    spec: InputSpec,
+    views: tuple[str, ...],
+    aug: ViewAugment,
+    rng: np.random.Generator,
+    grid: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The views of :func:`make_views` (same draws) and where a point grid lands in each.
+
+    Returns:
+        ``(views, points)``: views float32 ``(V, C, S, S)``; points float32 ``(V, grid**2, 2)``,
+        the ``grid x grid`` sensor points of :func:`box_grid` in each view as ``(x, y)`` in the
+        ``[-1, 1]`` coordinates of ``torch.nn.functional.grid_sample`` (``align_corners=False``:
+        -1 and 1 are the crop's outer edges); a point outside ``[-1, 1]`` is not in that view.
+    """
+    out, affines, flips = _render_views(win, spec, views, aug, rng)
+    return out, view_points(box_grid(win.box, grid), affines, flips, spec.size)
+
+
+def box_grid(box: Box, grid: int, extent: float = 0.8) -> np.ndarray:
+    """``(grid**2, 2)`` sensor points (x, y), px: a regular grid over ``extent`` of the box side."""
+    if grid < 1:
+        raise ValueError(f"box_grid: grid must be >= 1, got {grid}")
+    u = (np.arange(grid) + 0.5) / grid - 0.5
+    gx, gy = np.meshgrid(box.cx + u * extent * box.side, box.cy + u * extent * box.side)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)
+
+
+def view_points(
+    points: np.ndarray, affines: np.ndarray, flips: np.ndarray, size: int
+) -> np.ndarray:
+    """Sensor points ``(K, 2)`` in each view's ``grid_sample`` coordinates: ``(V, K, 2)``.
+
+    Args:
+        points: sensor pixel coordinates (x, y).
+        affines: ``(V, 2, 3)`` sensor -> crop pixel maps (:func:`crop_affine`).
+        flips: ``(V,)`` bools, the view was mirrored after cropping.
+        size: crop side S, px (pixel centres at 0..S-1).
+    """
+    out = np.empty((len(affines), len(points), 2), np.float32)
+    for k, (A, flip) in enumerate(zip(affines, flips, strict=True)):
+        p = transform_points(points, A)
+        if flip:
+            p[:, 0] = size - 1 - p[:, 0]
+        out[k] = (p + 0.5) * (2.0 / size) - 1.0
+    return out
+
+
+def _render_views(
+    win: Window,
+    spec: InputSpec,
+    views: tuple[str, ...],
+    aug: ViewAugment,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views ``(V, C, S, S)``, their crop affines ``(V, 2, 3)`` and mirror flags ``(V,)``."""
     events = _augment_events(win, aug, rng)
     slices = channel_slices(spec)
     out = np.empty((len(views), spec.event_channels, spec.size, spec.size), np.float32)
+    affines = np.empty((len(views), 2, 3))
+    flips = np.zeros(len(views), bool)
     for k, name in enumerate(views):
         A, flip = _view_affine(win.box, spec.size, aug, rng)
+        affines[k], flips[k] = A, flip
         if name == ALL:
             x = event_input(events, A, spec, win.width, win.height, win.t_end)
         else:
@@ -110,7 +178,7 @@ def make_views(
         if flip:
             x = x[:, :, ::-1]
         out[k] = _photometric(x, spec, aug, rng)
-    return out
+    return out, affines, flips
 
 
 def _augment_events(win: Window, aug: ViewAugment, rng: np.random.Generator) -> np.ndarray:
