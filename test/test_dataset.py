@@ -224,3 +224,60 @@ def test_bag_arrays_read_compressed_images(synth_bag: Path, compressed_synth_bag
     assert len(packed.frames) == len(ref.frames) > 0
     assert all(np.array_equal(a, b) for a, b in zip(packed.frames, ref.frames, strict=True))
     assert np.array_equal(packed.frame_stamps, ref.frame_stamps)
+
+
+@pytest.fixture(scope="module")
+def empty_seat_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``synth_bag``'s scene (seed 11, 0.4 s, low light) without its person: no ground truth."""
+    from training.synth.bagout import write_synth_bag
+    from training.synth.scene import SceneConfig
+
+    out = tmp_path_factory.mktemp("bags") / "empty_seat"
+    scene = SceneConfig(seed=11, seconds=0.4, light="low", motion="slow", face=False)
+    write_synth_bag(out, scene)
+    return out
+
+
+def test_an_empty_seat_recording_gives_negative_crops_where_the_search_looks(
+    synth_bag: Path, empty_seat_bag: Path
+) -> None:
+    from facealign_ros.face.crop import invert_affine, transform_points
+
+    with pytest.raises(ValueError, match="no ground truth"):
+        load_bag_arrays(empty_seat_bag)
+    empty = load_bag_arrays(empty_seat_bag, require_gt=False)
+    assert empty.gt_stamps.size == 0 and empty.frames.shape[0] > 0 and empty.events.size > 0
+    with pytest.raises(ValueError, match="no ground truth"):  # the cached arrays say so too
+        load_bag_arrays(empty_seat_bag)
+    faces = load_bag_arrays(synth_bag)
+    spec = InputSpec(size=32)
+    ds = BagWindowDataset([faces], spec, AugmentConfig(), seed=5, negative_bags=[empty],
+                          negative_repeat=3)  # fmt: skip
+    base = len(BagWindowDataset([faces], spec, AugmentConfig(), seed=5))
+    first = int(empty.events["t"][0]) + spec.window_ns
+    frames = int(np.count_nonzero(empty.frame_stamps >= first))
+    assert frames > 0 and len(ds) == base + 3 * frames
+    short = min(empty.width, empty.height)
+    for i in range(base, len(ds)):
+        s = ds[i]
+        assert set(s) == set(SAMPLE_KEYS) and s["face_present"] is False
+        assert s["rgb_present"] and not s["visible"].any() and np.isnan(s["pose_deg"]).all()
+        assert s["events"].shape == (spec.event_channels, 32, 32)
+        corners = transform_points(np.array([[-0.5, -0.5], [31.5, -0.5]]), invert_affine(s["A"]))
+        side = float(np.hypot(*(corners[1] - corners[0])))  # the crop's side in sensor pixels
+        assert 0.15 * short <= side <= 1.3 * short
+    assert all(ds[i]["face_present"] for i in range(base))
+    with pytest.raises(ValueError, match="negative_repeat"):
+        BagWindowDataset([faces], spec, negative_bags=[empty], negative_repeat=0)
+
+
+def test_build_dataset_reads_negative_recordings_for_training_only(
+    synth_bag: Path, empty_seat_bag: Path
+) -> None:
+    cfg = {"paths": {"train": [str(synth_bag)], "val": [str(synth_bag)],
+                     "negatives": [str(empty_seat_bag)]}, "negative_repeat": 2}  # fmt: skip
+    train, val = build_dataset(cfg, "train", 0), build_dataset(cfg, "val", 0)
+    assert len(train) > len(val) and not all(train[i]["face_present"] for i in range(len(train)))
+    assert all(val[i]["face_present"] for i in range(len(val)))
+    with pytest.raises(ValueError, match="negative_repeat"):
+        build_dataset({**cfg, "negative_repeat": 0.5}, "train", 0)

@@ -65,10 +65,13 @@ def build_dataset(cfg_data: dict[str, Any], split: str, seed: int) -> BagWindowD
     one), chosen by a fixed seeded permutation (``label_seed``, default 0) independent of the run's
     seed, so runs compared at the same fraction train on the same labels; ``use_rgb`` (default
     true): false gives samples without RGB (``rgb_present`` False), for event-only cameras and
-    event-only training.
+    event-only training. ``paths.negatives`` (train split; optional): recordings without a
+    person (an empty seat; no ground truth needed) whose frames become negative crops where the
+    node's face search looks (:class:`BagWindowDataset`), each frame ``negative_repeat`` times
+    per epoch (default 1).
     """
     known = {"kind", "paths", "input", "augment", "hf_per_frame", "eval_hf_per_frame",
-             "label_fraction", "label_seed", "use_rgb"}  # fmt: skip
+             "label_fraction", "label_seed", "use_rgb", "negative_repeat"}  # fmt: skip
     if unknown := sorted(set(cfg_data) - known):
         raise ValueError(f"data config: unknown keys {unknown}")
     if cfg_data.get("kind", "bags") != "bags":
@@ -89,4 +92,14 @@ def build_dataset(cfg_data: dict[str, Any], split: str, seed: int) -> BagWindowD
     use_rgb = cfg_data.get("use_rgb", True)
     if not isinstance(use_rgb, bool):
         raise ValueError(f"data config: use_rgb must be true or false, got {use_rgb!r}")
-    return BagWindowDataset(bags, spec, augment, seed=seed, hf_per_frame=hf, use_rgb=use_rgb)
+    negatives = []
+    if train and cfg_data.get("paths", {}).get("negatives"):
+        neg_files = expand_paths(cfg_data["paths"]["negatives"])
+        negatives = [load_bag_arrays(p, require_gt=False) for p in neg_files]
+    repeat = cfg_data.get("negative_repeat", 1)
+    if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+        raise ValueError(f"data config: negative_repeat must be an integer >= 1, got {repeat!r}")
+    return BagWindowDataset(
+        bags, spec, augment, seed=seed, hf_per_frame=hf, use_rgb=use_rgb,
+        negative_bags=negatives, negative_repeat=repeat,
+    )  # fmt: skip

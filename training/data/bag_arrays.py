@@ -107,22 +107,30 @@ def _cache_key(path: Path) -> str:
     return h.hexdigest()[:20]
 
 
-def load_bag_arrays(path: str | Path, cache: bool = True) -> BagArrays:
+def load_bag_arrays(path: str | Path, cache: bool = True, require_gt: bool = True) -> BagArrays:
     """Decode a ground-truth bag into :class:`BagArrays` (cached under ``$FACEALIGN_CACHE``).
+
+    Args:
+        path: the bag (folder or file).
+        cache: read / write the decoded arrays in the cache.
+        require_gt: False also reads a recording without a ground-truth topic (an empty seat,
+            used for negative crops); its ground-truth arrays are empty.
 
     Raises:
         facealign_ros.bag.BagError: if the bag cannot be read or lacks the event topic.
-        ValueError: if it has no ground-truth landmarks.
+        ValueError: if it has no ground-truth landmarks (and ``require_gt``).
     """
     path = Path(path)
     cdir = _cache_root() / _cache_key(path)
     if cache and (cdir / "meta.json").is_file():
         meta = json.loads((cdir / "meta.json").read_text())
+        if require_gt and not meta.get("gt_topic", True):
+            raise ValueError(_no_gt(path))
         arrs = {k: np.load(cdir / f"{k}.npy", mmap_mode="r") for k in _ARRAYS}
         K = np.asarray(meta["K"]) if meta["K"] is not None else None
         return BagArrays(**arrs, width=meta["width"], height=meta["height"], K=K,
                          light=meta["light"], motion=meta["motion"], name=meta["name"])  # fmt: skip
-    arrays = _decode(path)
+    arrays, gt_topic = _decode(path, require_gt)
     if cache:
         tmp = cdir.with_name(cdir.name + f".tmp{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
@@ -136,6 +144,7 @@ def load_bag_arrays(path: str | Path, cache: bool = True) -> BagArrays:
             "name": arrays.name,
             "K": None if arrays.K is None else arrays.K.tolist(),
             "source": str(path),
+            "gt_topic": gt_topic,
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
         with contextlib.suppress(OSError):  # another process may have cached it first
@@ -195,14 +204,20 @@ def input_topics(bag: BagReader, path: Path) -> tuple[str, str, str]:
     return out[0], out[1], out[2]
 
 
-def _decode(path: Path) -> BagArrays:
+def _no_gt(path: Path) -> str:
+    return f"bag {str(path)!r} has no ground truth on {topics.GT_LANDMARKS}"
+
+
+def _decode(path: Path, require_gt: bool) -> tuple[BagArrays, bool]:
+    """The bag's arrays and whether it has a ground-truth landmark topic."""
     events, frames, frame_stamps = [], [], []
     gt, pose, hf = ([], [], []), ([], [], []), ([], [], [])
     K, light, motion, dec, clock, size = None, -1, -1, None, SensorClock(), (0, 0)
     with BagReader(path) as bag:
         available = bag.topics
-        if topics.GT_LANDMARKS not in available:
-            raise ValueError(f"bag {str(path)!r} has no ground truth on {topics.GT_LANDMARKS}")
+        gt_topic = topics.GT_LANDMARKS in available
+        if require_gt and not gt_topic:
+            raise ValueError(_no_gt(path))
         ev_topic, im_topic, info_topic = input_topics(bag, path)
         rename = {ev_topic: topics.EVENTS, im_topic: topics.IMAGE, info_topic: topics.CAMERA_INFO}
         rename.pop("", None)
@@ -269,4 +284,4 @@ def _decode(path: Path) -> BagArrays:
         hf_stamps=arr(hf[0], (), np.int64), hf_points=arr(hf[1], (70, 2), np.float32),
         hf_visible=arr(hf[2], (70,), np.float32),
         K=K, light=light, motion=motion, name=path.name,
-    )  # fmt: skip
+    ), gt_topic  # fmt: skip

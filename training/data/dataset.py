@@ -8,6 +8,12 @@ Every sample goes through the runtime's own preprocessing (:mod:`facealign_ros.f
 * *high-rate* samples at ground-truth times between frames (1 kHz topic): events of the window
   ending there + the latest earlier image (stale RGB, as the node's events mode reuses it).
 
+Beside them, optional *empty-scene* samples from recordings without a person (``negative_bags``:
+an empty seat, the cabin without its driver): at every RGB frame, a crop the node's face search
+would look at (one of its grid candidates, :func:`~facealign_ros.tracking.candidate_boxes`, or a
+face-sized box anywhere), ``face_present`` False. Negative crops drawn inside face recordings
+(``negative_prob``) never cover the place behind the face; these do.
+
 Items are dicts (see :data:`SAMPLE_KEYS`). Augmentation is deterministic: sample ``i`` of epoch
 ``e`` uses ``np.random.default_rng((seed, e, i))``; call :meth:`BagWindowDataset.set_epoch`.
 """
@@ -31,6 +37,7 @@ from facealign_ros.face.crop import (
 from facealign_ros.face.landmarks import REP155_70
 from facealign_ros.face.pose import matrix_to_euler
 from facealign_ros.face.preprocess import InputSpec, event_input, rgb_input
+from facealign_ros.tracking import activity_map, candidate_boxes
 from training.data.bag_arrays import BagArrays
 from training.data.low_light import reexpose
 
@@ -113,6 +120,12 @@ class BagWindowDataset:
         augment: augmentation settings (use ``AugmentConfig(enabled=False)`` for evaluation).
         seed: base seed of the per-sample random generators.
         hf_per_frame: high-rate samples per frame interval (0: frame samples only).
+        use_rgb: False gives samples without RGB.
+        negative_bags: recordings without a person (no ground truth needed): empty-scene
+            negative samples at each of their RGB frames (module docstring).
+        negative_repeat: each empty-scene frame is sampled this many times per epoch (other
+            crops each time), to weigh a few empty recordings against many face recordings.
+        min_face_px: smallest grid-search box side of the node (its ``min_face_px``).
     """
 
     def __init__(
@@ -123,14 +136,22 @@ class BagWindowDataset:
         seed: int = 0,
         hf_per_frame: int = 0,
         use_rgb: bool = True,
+        negative_bags: list[BagArrays] | tuple[BagArrays, ...] = (),
+        negative_repeat: int = 1,
+        min_face_px: int = 32,
     ) -> None:
-        self.bags = bags
+        if negative_repeat < 1:
+            raise ValueError(f"negative_repeat must be >= 1, got {negative_repeat}")
+        self.min_face_px = int(min_face_px)
+        self.bags = list(bags) + list(negative_bags)
         self.use_rgb = bool(use_rgb)
         self.spec = spec
         self.augment = augment or AugmentConfig(enabled=False)
         self.seed = int(seed)
         self.epoch = 0
-        index = []  # (bag, kind, row): kind 0 = frame sample (gt row), 1 = high-rate (hf row)
+        # (bag, kind, row): kind 0 = frame sample (gt row), 1 = high-rate (hf row),
+        # 2 = empty-scene sample (frame row)
+        index = []
         for b, bag in enumerate(bags):
             if bag.frame_stamps.size == 0:
                 continue
@@ -141,6 +162,12 @@ class BagWindowDataset:
             if n:
                 pick = np.linspace(0, valid.size - 1, n).round().astype(int)
                 index += [(b, 1, int(valid[p])) for p in pick]
+        for b, bag in enumerate(negative_bags, start=len(bags)):
+            if bag.events.size == 0:
+                continue
+            first = int(bag.events["t"][0]) + spec.window_ns  # a full event window before it
+            rows = np.nonzero(bag.frame_stamps >= first)[0]
+            index += [(b, 2, int(r)) for r in rows] * negative_repeat
         self.index = index
 
     def __len__(self) -> int:
@@ -165,6 +192,8 @@ class BagWindowDataset:
         bag = self.bags[b]
         rng = np.random.default_rng((self.seed, self.epoch, int(i)))
         aug = self.augment
+        if kind == 2:
+            return self._empty_scene(bag, row, rng)
         if kind == 0:
             t = int(bag.gt_stamps[row])
             pts, vis = np.asarray(bag.gt_points[row], np.float64), bag.gt_visible[row]
@@ -239,6 +268,52 @@ class BagWindowDataset:
             if _iou(face, cx, cy, side) < 0.1:
                 return crop_affine(type(face)(cx, cy, side), self.spec.size, 0.0)
         return None
+
+    def _empty_scene(self, bag: BagArrays, row: int, rng: np.random.Generator) -> dict[str, Any]:
+        """A negative sample of a recording without a person, at its frame ``row``."""
+        t = int(bag.frame_stamps[row])
+        events = bag.events_between(t - self.spec.window_ns, t)
+        frame = bag.frames[row] if self.use_rgb else None
+        aug = self.augment
+        short = float(min(bag.width, bag.height))
+        if rng.random() < 0.5:  # a box the node's grid search scores
+            act = activity_map(events, frame, bag.width, bag.height)
+            boxes = candidate_boxes(bag.width, bag.height, act, self.min_face_px, 6)
+            box = boxes[int(rng.integers(len(boxes)))]
+            side = box.side * float(np.exp(rng.uniform(-0.15, 0.15)))
+            cx = box.cx + rng.normal(0, 0.06) * box.side
+            cy = box.cy + rng.normal(0, 0.06) * box.side
+        else:  # a face-sized box anywhere (where a refined search box may land)
+            side = short * float(np.exp(rng.uniform(np.log(0.2), np.log(0.95))))
+            cx = rng.uniform(side / 2, max(side / 2, bag.width - side / 2))
+            cy = rng.uniform(side / 2, max(side / 2, bag.height - side / 2))
+        angle = rng.uniform(-aug.rotation_deg, aug.rotation_deg) if aug.enabled else 0.0
+        A = crop_affine(Box(cx, cy, max(side, 1.0)), self.spec.size, angle)
+        if aug.enabled and rng.random() < aug.flip_prob:
+            A = np.array([[-1.0, 0, self.spec.size - 1], [0, 1.0, 0]]) @ np.vstack([A, [0, 0, 1]])
+        if aug.enabled:
+            events = _augment_events(events, bag.width, bag.height, rng, aug)
+        ev = event_input(events, A, self.spec, bag.width, bag.height, t)
+        if frame is not None:
+            rgb = rgb_input(frame, A, self.spec)
+            rgb = _augment_rgb(rgb, rng, aug) if aug.enabled else rgb
+        else:
+            rgb = np.zeros((3, self.spec.size, self.spec.size), np.float32)
+        n = REP155_70.n_points
+        return {
+            "events": ev,
+            "rgb": rgb,
+            "rgb_present": frame is not None,
+            "event_present": True,
+            "landmarks": np.zeros((n, 2), np.float32),
+            "visible": np.zeros(n, np.float32),
+            "pose_deg": np.full(3, np.nan, np.float32),
+            "light": bag.light,
+            "motion": bag.motion,
+            "A": A,
+            "stamp_ns": np.int64(t),
+            "face_present": False,
+        }
 
     @staticmethod
     def _pose(bag: BagArrays, t: int, flip: bool) -> np.ndarray:
