@@ -269,6 +269,16 @@ def test_an_empty_seat_recording_gives_negative_crops_where_the_search_looks(
     assert all(ds[i]["face_present"] for i in range(base))
     with pytest.raises(ValueError, match="negative_repeat"):
         BagWindowDataset([faces], spec, negative_bags=[empty], negative_repeat=0)
+    with pytest.raises(ValueError, match="has face ground truth"):  # a mix-up of the globs
+        BagWindowDataset([faces], spec, negative_bags=[faces])
+    # an event-only empty recording: samples on a 30 Hz grid of its events, no RGB
+    no_rgb = replace(empty, frames=empty.frames[:0], frame_stamps=empty.frame_stamps[:0])
+    ds = BagWindowDataset([faces], spec, AugmentConfig(), seed=5, negative_bags=[no_rgb])
+    span = (int(empty.events["t"][-1]) - first) / 1e9
+    assert len(ds) - base == int(span * 30) + 1
+    s = ds[len(ds) - 1]
+    assert s["face_present"] is False and not s["rgb_present"] and not s["rgb"].any()
+    assert first <= s["stamp_ns"] <= int(empty.events["t"][-1])
 
 
 def test_build_dataset_reads_negative_recordings_for_training_only(

@@ -182,3 +182,16 @@ def test_resume_rejects_a_different_network(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="network config differs"):
         Trainer(cfg).fit()
     assert np.isfinite(Trainer(_cfg(tmp_path, "schedule.steps=2")).fit().step)
+
+
+def test_warm_start_of_a_negative_crop_is_a_face_shape_not_its_placeholder() -> None:
+    gt = torch.zeros(3, 4, 2)
+    gt[0] = torch.tensor([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.5, 0.8]])
+    mean = torch.tensor([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.5, 0.75]])
+    noise = torch.full((3, 4, 2), 0.01)
+    face = torch.tensor([True, False, False])
+    out = build.warm_init(gt, face, mean, noise)
+    torch.testing.assert_close(out[0], gt[0] + 0.01)  # a face: its ground truth + noise
+    torch.testing.assert_close(out[1:], (mean + 0.01).expand(2, 4, 2))  # negatives: mean shape
+    # no face flags: every sample starts at its ground truth (clamped to the crop)
+    torch.testing.assert_close(build.warm_init(gt, None, mean, -noise), (gt - 0.01).clamp(0, 1))

@@ -9,7 +9,8 @@ Every sample goes through the runtime's own preprocessing (:mod:`facealign_ros.f
   ending there + the latest earlier image (stale RGB, as the node's events mode reuses it).
 
 Beside them, optional *empty-scene* samples from recordings without a person (``negative_bags``:
-an empty seat, the cabin without its driver): at every RGB frame, a crop the node's face search
+an empty seat, the cabin without its driver): at every RGB frame (a 30 Hz grid in a recording
+without RGB) with a full event window before it, a crop the node's face search
 would look at (one of its grid candidates, :func:`~facealign_ros.tracking.candidate_boxes`, or a
 face-sized box anywhere), ``face_present`` False. Negative crops drawn inside face recordings
 (``negative_prob``) never cover the place behind the face; these do.
@@ -162,12 +163,18 @@ class BagWindowDataset:
             if n:
                 pick = np.linspace(0, valid.size - 1, n).round().astype(int)
                 index += [(b, 1, int(valid[p])) for p in pick]
+        self._empty_times: dict[int, np.ndarray] = {}
         for b, bag in enumerate(negative_bags, start=len(bags)):
-            if bag.events.size == 0:
-                continue
-            first = int(bag.events["t"][0]) + spec.window_ns  # a full event window before it
-            rows = np.nonzero(bag.frame_stamps >= first)[0]
-            index += [(b, 2, int(r)) for r in rows] * negative_repeat
+            if bag.gt_stamps.size or bag.hf_stamps.size:
+                raise ValueError(
+                    f"negative recording {bag.name!r} has face ground truth: a recording with a "
+                    "person is not an empty scene"
+                )
+            times = _empty_scene_times(bag, spec.window_ns)
+            if times.size == 0:
+                raise ValueError(f"negative recording {bag.name!r}: no full event window")
+            self._empty_times[b] = times
+            index += [(b, 2, r) for r in range(times.size)] * negative_repeat
         self.index = index
 
     def __len__(self) -> int:
@@ -193,7 +200,7 @@ class BagWindowDataset:
         rng = np.random.default_rng((self.seed, self.epoch, int(i)))
         aug = self.augment
         if kind == 2:
-            return self._empty_scene(bag, row, rng)
+            return self._empty_scene(b, row, rng)
         if kind == 0:
             t = int(bag.gt_stamps[row])
             pts, vis = np.asarray(bag.gt_points[row], np.float64), bag.gt_visible[row]
@@ -269,11 +276,13 @@ class BagWindowDataset:
                 return crop_affine(type(face)(cx, cy, side), self.spec.size, 0.0)
         return None
 
-    def _empty_scene(self, bag: BagArrays, row: int, rng: np.random.Generator) -> dict[str, Any]:
-        """A negative sample of a recording without a person, at its frame ``row``."""
-        t = int(bag.frame_stamps[row])
+    def _empty_scene(self, b: int, row: int, rng: np.random.Generator) -> dict[str, Any]:
+        """A negative sample of recording ``b`` (without a person) at its sample time ``row``."""
+        bag = self.bags[b]
+        t = int(self._empty_times[b][row])
         events = bag.events_between(t - self.spec.window_ns, t)
-        frame = bag.frames[row] if self.use_rgb else None
+        fi = int(np.searchsorted(bag.frame_stamps, t, side="right")) - 1
+        frame = bag.frames[fi] if self.use_rgb and fi >= 0 else None
         aug = self.augment
         short = float(min(bag.width, bag.height))
         if rng.random() < 0.5:  # a box the node's grid search scores
@@ -330,6 +339,26 @@ class BagWindowDataset:
         if flip:
             ypr *= [-1, 1, -1]
         return ypr.astype(np.float32)
+
+
+EMPTY_SCENE_RATE_HZ = 30.0
+"""Sample rate of a recording without RGB frames used for empty-scene samples."""
+
+
+def _empty_scene_times(bag: BagArrays, window_ns: int) -> np.ndarray:
+    """Sample times (ROS ns) of an empty-scene recording.
+
+    Its RGB frames (a 30 Hz grid without RGB) that have a full event window before them and are
+    no later than its last event.
+    """
+    if bag.events.size == 0:
+        return np.zeros(0, np.int64)
+    first = int(bag.events["t"][0]) + window_ns
+    last = int(bag.events["t"][-1])
+    if bag.frame_stamps.size:
+        t = np.asarray(bag.frame_stamps, np.int64)
+        return t[(t >= first) & (t <= last)]
+    return np.arange(first, last + 1, int(1e9 / EMPTY_SCENE_RATE_HZ), dtype=np.int64)
 
 
 def _iou(box: Box, cx: float, cy: float, side: float) -> float:

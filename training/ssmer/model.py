@@ -36,6 +36,7 @@ class SimSiam(nn.Module):
         net: CMFA network config (backbone kind/width, ``feature_dim``, ``event_channels``).
         proj_dim: projector width (output dimension of ``z``).
         pred_dim: predictor bottleneck width.
+        dense_dim: width of the dense (per-point) projector; 0 builds no dense heads.
     """
 
     def __init__(
@@ -98,8 +99,11 @@ class SimSiam(nn.Module):
         if self.dense_dim <= 0:
             raise ValueError("SimSiam: points given but the model has no dense heads")
         k = points.shape[2]
-        grid = points.transpose(0, 1).flatten(0, 1).unsqueeze(2).to(fmap.dtype)  # (V*B, K, 1, 2)
-        at = F.grid_sample(fmap, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        grid = points.transpose(0, 1).flatten(0, 1).unsqueeze(2).float()  # (V*B, K, 1, 2)
+        # fp32 points even under autocast (bf16 would move them by ~0.25 px at S=128)
+        at = F.grid_sample(
+            fmap.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
         at = at.squeeze(3).transpose(1, 2).reshape(v, b * k, -1)  # (V, B*K, feature_dim)
         dz = torch.stack([self.dense_projector(at[i]) for i in range(v)])
         dp = torch.stack([self.dense_predictor(dz[i]) for i in range(v)])

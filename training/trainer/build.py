@@ -94,12 +94,29 @@ def dataset_metadata(dataset: Dataset) -> tuple[tuple[str, ...], dict[str, Any]]
     return reps, dict(getattr(dataset, "preprocessing", {}))
 
 
+def warm_init(gt: Tensor, face: Tensor | None, mean_shape: Tensor, noise: Tensor) -> Tensor:
+    """Start landmarks of a warm-started training step, ``(B, N, 2)`` in ``[0, 1]``.
+
+    A face crop starts at its ground truth plus ``noise`` (the previous frame's landmarks when
+    tracking); a negative crop (``face`` False) has no landmarks to start near and starts at
+    ``mean_shape`` plus ``noise``, as a track that drifted onto background does at run time
+    (its ground-truth placeholder would be a shape no run ever starts from, a free hint).
+    """
+    start = gt
+    if face is not None and not bool(face.all()):
+        mean = mean_shape.to(gt.device, gt.dtype).expand_as(gt)
+        start = torch.where(face.to(gt.device)[:, None, None], gt, mean)
+    return (start + noise).clamp(0.0, 1.0)
+
+
 def dataset_mean_shape(dataset: Dataset, limit: int) -> np.ndarray:
     """(N, 2) start shape: ``dataset.mean_shape()`` or the mean of the first ``limit`` samples."""
     if hasattr(dataset, "mean_shape"):
         return np.asarray(dataset.mean_shape(), dtype=np.float32)
     n = min(len(dataset), limit)  # type: ignore[arg-type]
-    return mean_shape_from(np.stack([np.asarray(dataset[i]["landmarks"]) for i in range(n)]))
+    items = [dataset[i] for i in range(n)]
+    faces = [it["landmarks"] for it in items if it.get("face_present", True)]  # not negatives
+    return mean_shape_from(np.stack([np.asarray(x) for x in faces or [items[0]["landmarks"]]]))
 
 
 def build_model(net: CMFAConfig, mean_shape: np.ndarray | None, seed: int) -> CMFA:

@@ -150,7 +150,7 @@ class RunContext:
         init, stages = None, None
         if cfg.loss.p_warm > 0 and float(torch.rand((), generator=shared)) < cfg.loss.p_warm:
             noise = torch.randn(gt.shape, generator=gen).to(dev) * cfg.loss.warm_noise
-            init = (gt + noise).clamp(0.0, 1.0)
+            init = build.warm_init(gt, face, self.model.mean_shape, noise)
             stages = min(cfg.loss.warm_stages, net.num_stages)
         dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
         with torch.autocast(dev.type, dtype=dtype, enabled=self.amp != "none"):
