@@ -46,37 +46,12 @@ class SimSiam(nn.Module):
         self.net = net
         self.encoder = build_backbone(net, net.event_channels)
         d = net.feature_dim
-        self.projector = nn.Sequential(
-            nn.Linear(d, proj_dim, bias=False),
-            nn.BatchNorm1d(proj_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(proj_dim, proj_dim, bias=False),
-            nn.BatchNorm1d(proj_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(proj_dim, proj_dim, bias=False),
-            nn.BatchNorm1d(proj_dim, affine=False),
-        )
-        self.predictor = nn.Sequential(
-            nn.Linear(proj_dim, pred_dim, bias=False),
-            nn.BatchNorm1d(pred_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(pred_dim, proj_dim),
-        )
+        self.projector = _projector(d, proj_dim, layers=3)
+        self.predictor = _predictor(proj_dim, pred_dim)
         self.dense_dim = dense_dim
         if dense_dim > 0:  # per-point heads (2 layers; predictor bottleneck a quarter)
-            self.dense_projector = nn.Sequential(
-                nn.Linear(d, dense_dim, bias=False),
-                nn.BatchNorm1d(dense_dim),
-                nn.ReLU(inplace=True),
-                nn.Linear(dense_dim, dense_dim, bias=False),
-                nn.BatchNorm1d(dense_dim, affine=False),
-            )
-            self.dense_predictor = nn.Sequential(
-                nn.Linear(dense_dim, max(dense_dim // 4, 4), bias=False),
-                nn.BatchNorm1d(max(dense_dim // 4, 4)),
-                nn.ReLU(inplace=True),
-                nn.Linear(max(dense_dim // 4, 4), dense_dim),
-            )
+            self.dense_projector = _projector(d, dense_dim, layers=2)
+            self.dense_predictor = _predictor(dense_dim, max(dense_dim // 4, 4))
 
     def forward(self, views: Tensor, points: Tensor | None = None) -> tuple[Tensor, ...]:
         """``(B, V, C, S, S)`` views -> ``(z, p, h)``, with ``points`` ``(z, p, h, dz, dp)``.
@@ -108,6 +83,26 @@ class SimSiam(nn.Module):
         dz = torch.stack([self.dense_projector(at[i]) for i in range(v)])
         dp = torch.stack([self.dense_predictor(dz[i]) for i in range(v)])
         return z, p, feats, dz.view(v, b, k, -1), dp.view(v, b, k, -1)
+
+
+def _projector(d_in: int, width: int, layers: int) -> nn.Sequential:
+    """SimSiam projector: ``layers`` linear layers, BN (+ ReLU) after each, no affine at the end."""
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods.append(nn.Linear(d_in if i == 0 else width, width, bias=False))
+        last = i == layers - 1
+        mods += [nn.BatchNorm1d(width, affine=not last)] + ([] if last else [nn.ReLU(inplace=True)])
+    return nn.Sequential(*mods)
+
+
+def _predictor(width: int, bottleneck: int) -> nn.Sequential:
+    """SimSiam predictor: ``width -> bottleneck`` (BN, ReLU) ``-> width``."""
+    return nn.Sequential(
+        nn.Linear(width, bottleneck, bias=False),
+        nn.BatchNorm1d(bottleneck),
+        nn.ReLU(inplace=True),
+        nn.Linear(bottleneck, width),
+    )
 
 
 def simsiam_loss(z: Tensor, p: Tensor) -> Tensor:
