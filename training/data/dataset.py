@@ -38,6 +38,7 @@ from facealign_ros.face.crop import (
 from facealign_ros.face.landmarks import REP155_70
 from facealign_ros.face.pose import matrix_to_euler
 from facealign_ros.face.preprocess import InputSpec, event_input, rgb_input
+from facealign_ros.pipeline.config import PipelineConfig
 from facealign_ros.tracking import activity_map, candidate_boxes
 from training.data.bag_arrays import BagArrays
 from training.data.low_light import reexpose
@@ -126,7 +127,8 @@ class BagWindowDataset:
             negative samples at each of their RGB frames (module docstring).
         negative_repeat: each empty-scene frame is sampled this many times per epoch (other
             crops each time), to weigh a few empty recordings against many face recordings.
-        min_face_px: smallest grid-search box side of the node (its ``min_face_px``).
+        search: the node settings whose grid search the empty-scene crops imitate
+            (``min_face_px``, ``detect_candidates``; default: the node's defaults).
     """
 
     def __init__(
@@ -139,11 +141,11 @@ class BagWindowDataset:
         use_rgb: bool = True,
         negative_bags: list[BagArrays] | tuple[BagArrays, ...] = (),
         negative_repeat: int = 1,
-        min_face_px: int = 32,
+        search: PipelineConfig | None = None,
     ) -> None:
         if negative_repeat < 1:
             raise ValueError(f"negative_repeat must be >= 1, got {negative_repeat}")
-        self.min_face_px = int(min_face_px)
+        self.search = search or PipelineConfig()
         self.bags = list(bags) + list(negative_bags)
         self.use_rgb = bool(use_rgb)
         self.spec = spec
@@ -287,7 +289,8 @@ class BagWindowDataset:
         short = float(min(bag.width, bag.height))
         if rng.random() < 0.5:  # a box the node's grid search scores
             act = activity_map(events, frame, bag.width, bag.height)
-            boxes = candidate_boxes(bag.width, bag.height, act, self.min_face_px, 6)
+            c = self.search
+            boxes = candidate_boxes(bag.width, bag.height, act, c.min_face_px, c.detect_candidates)
             box = boxes[int(rng.integers(len(boxes)))]
             side = box.side * float(np.exp(rng.uniform(-0.15, 0.15)))
             cx = box.cx + rng.normal(0, 0.06) * box.side
