@@ -296,23 +296,30 @@ def test_cli_pretrain_then_train_loads_the_encoder(
     assert (tmp_path / "y" / "encoder.safetensors").is_file()
 
 
-def _ddp_worker(rank: int, world: int, port: int, bags: list[str], out: str) -> None:
+def _ddp_worker(
+    rank: int, world: int, port: int, bags: list[str], out: str, extra: list[str]
+) -> None:
     import os
 
     from training.trainer.distributed import torchrun_environment
 
     os.environ.update(torchrun_environment(rank, world, port))
     torch.set_num_threads(1)
-    result = _pretrainer([Path(b) for b in bags], Path(out), "schedule.steps=2").fit()
+    result = _pretrainer([Path(b) for b in bags], Path(out), "schedule.steps=2", *extra).fit()
     Path(out, f"digest_{rank}.txt").write_text(result.digest, encoding="utf-8")
 
 
-def test_ddp_two_processes_gloo(bags: list[Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["model.dense_weight=1.0", "model.dense_grid=3", "model.dense_dim=8"]],
+    ids=["pooled", "dense"],
+)
+def test_ddp_two_processes_gloo(bags: list[Path], tmp_path: Path, extra: list[str]) -> None:
     import torch.multiprocessing as mp
 
     from training.trainer.distributed import free_port
 
-    args = (2, free_port(), [str(b) for b in bags], str(tmp_path))
+    args = (2, free_port(), [str(b) for b in bags], str(tmp_path), extra)
     mp.spawn(_ddp_worker, args=args, nprocs=2, join=True)
     digests = {(tmp_path / f"digest_{r}.txt").read_text(encoding="utf-8") for r in range(2)}
     assert len(digests) == 1  # replicas stay identical
