@@ -65,12 +65,13 @@ PRETRAIN_VIEWS = {
     "all3detaug": "[event_frame,time_surface,voxel]",  # all3det, stronger view augmentation
     "all3detdense": "[event_frame,time_surface,voxel]",  # all3det + the dense (per-point) term
 }
+_DETECTOR_BOXES = ["data.box_source=detector"]  # needs `facealign fetch-detector` once
 PRETRAIN_EXTRA = {  # further overrides of a variant's `facealign pretrain`
-    "all3det": ["data.box_source=detector"],  # needs `facealign fetch-detector` once
+    "all3det": _DETECTOR_BOXES,
     # closer to the authors' MoCo-v2 views (RandomResizedCrop area 0.2-1, blur p 0.5): crops
     # 0.61-1.65 box sides, larger shifts, more blur and contrast, more event drop and noise
     "all3detaug": [
-        "data.box_source=detector",
+        *_DETECTOR_BOXES,
         "data.augment.scale=0.5",
         "data.augment.shift=0.15",
         "data.augment.blur_prob=0.5",
@@ -79,7 +80,7 @@ PRETRAIN_EXTRA = {  # further overrides of a variant's `facealign pretrain`
         "data.augment.event_noise_max=0.2",
     ],
     # + features of the same scene point agree across views (equivariant, not only invariant)
-    "all3detdense": ["data.box_source=detector", "model.dense_weight=1.0"],
+    "all3detdense": [*_DETECTOR_BOXES, "model.dense_weight=1.0"],
 }
 FINETUNES = (  # (label fraction, initialisation)
     (0.1, "scratch"),
