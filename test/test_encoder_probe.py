@@ -51,6 +51,9 @@ def test_cli_probes_random_and_pretrained_encoders(
             "--test", str(synth_bag), "--label-fraction", "1", "--max-train", "8",
             "--max-test", "4", "--json"]  # fmt: skip
     assert main(args) == 0
+    import torch
+
+    assert torch.is_grad_enabled()  # the probe leaves the caller's grad mode alone
     out = json.loads(capsys.readouterr().out)
     assert set(out["encoders"]) == {"random", str(enc)}
     assert 4 <= out["train_samples"] <= 8 and 2 <= out["test_samples"] <= 4  # evenly spaced

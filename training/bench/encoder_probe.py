@@ -194,16 +194,16 @@ def run(
         sets.append((ds, list(range(0, len(ds), step))[:cap]))
     feats: dict[str, list[np.ndarray]] = {e.name: [] for e in loaded}
     lms, rec, test_flag = [], [], []
-    torch.set_grad_enabled(False)
-    for is_test, (ds, idx) in enumerate(sets):
-        for start in range(0, len(idx), 64):
-            items = [ds[i] for i in idx[start : start + 64]]
-            x = torch.from_numpy(np.stack([it["events"] for it in items]))
-            for enc in loaded:
-                feats[enc.name].append(pooled_features(enc.backbone(x).numpy(), grid))
-            lms.append(np.stack([it["landmarks"] for it in items]))
-            rec += [ds.index[i][0] for i in idx[start : start + 64]]
-            test_flag += [bool(is_test)] * len(items)
+    with torch.no_grad():  # a context: the grad mode of the caller stays as it was
+        for is_test, (ds, idx) in enumerate(sets):
+            for start in range(0, len(idx), 64):
+                items = [ds[i] for i in idx[start : start + 64]]
+                x = torch.from_numpy(np.stack([it["events"] for it in items]))
+                for enc in loaded:
+                    feats[enc.name].append(pooled_features(enc.backbone(x).numpy(), grid))
+                lms.append(np.stack([it["landmarks"] for it in items]))
+                rec += [ds.index[i][0] for i in idx[start : start + 64]]
+                test_flag += [bool(is_test)] * len(items)
     result = probe(
         {k: np.concatenate(v).astype(np.float64) for k, v in feats.items()},
         np.concatenate(lms).astype(np.float64),
