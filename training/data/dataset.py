@@ -210,31 +210,22 @@ class BagWindowDataset:
             t = int(bag.hf_stamps[row])
             pts, vis = np.asarray(bag.hf_points[row], np.float64), bag.hf_visible[row]
         vis = np.asarray(vis, np.float32).copy()
-        fi = int(np.searchsorted(bag.frame_stamps, t, side="right")) - 1
         A, flip = self._affine(pts, vis, rng)
         negative = aug.enabled and aug.negative_prob > 0 and rng.random() < aug.negative_prob
         if negative:
             A_neg = self._negative_affine(pts, vis, bag.width, bag.height, rng)
             negative = A_neg is not None
             A = A_neg if A_neg is not None else A
+        frame = self._frame_at(bag, t)
         events = bag.events_between(t - self.spec.window_ns, t)
-        if aug.enabled:
-            events = _augment_events(events, bag.width, bag.height, rng, aug)
-        ev = event_input(events, A, self.spec, bag.width, bag.height, t)
-        has_rgb = fi >= 0 and self.use_rgb
-        if has_rgb:
-            rgb = rgb_input(bag.frames[fi], A, self.spec)
-            if aug.enabled:
-                rgb = _augment_rgb(rgb, rng, aug)
-        else:
-            rgb = np.zeros((3, self.spec.size, self.spec.size), np.float32)
+        ev, rgb = self._inputs(bag, t, events, frame, A, rng)
         lm = to_normalized(transform_points(pts, A), self.spec.size)
         if flip:
             lm, vis = lm[REP155_70.flip], vis[REP155_70.flip]
         return {
             "events": ev,
             "rgb": rgb,
-            "rgb_present": has_rgb,
+            "rgb_present": frame is not None,
             "event_present": True,
             "landmarks": lm.astype(np.float32),
             "visible": vis,
@@ -260,9 +251,7 @@ class BagWindowDataset:
             angle = rng.uniform(-aug.rotation_deg, aug.rotation_deg)
             flip = bool(rng.random() < aug.flip_prob)
         A = crop_affine(box, self.spec.size, angle)
-        if flip:  # mirror the crop: x' = S - 1 - x
-            A = np.array([[-1.0, 0, self.spec.size - 1], [0, 1.0, 0]]) @ np.vstack([A, [0, 0, 1]])
-        return A, flip
+        return (_mirrored(A, self.spec.size) if flip else A), flip
 
     def _negative_affine(
         self, pts: np.ndarray, vis: np.ndarray, width: int, height: int, rng: np.random.Generator
@@ -278,13 +267,40 @@ class BagWindowDataset:
                 return crop_affine(type(face)(cx, cy, side), self.spec.size, 0.0)
         return None
 
+    def _frame_at(self, bag: BagArrays, t: int) -> np.ndarray | None:
+        """The latest RGB frame at or before ``t`` (None without one, or with ``use_rgb`` off)."""
+        fi = int(np.searchsorted(bag.frame_stamps, t, side="right")) - 1
+        return bag.frames[fi] if self.use_rgb and fi >= 0 else None
+
+    def _inputs(
+        self,
+        bag: BagArrays,
+        t: int,
+        events: np.ndarray,
+        frame: np.ndarray | None,
+        A: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Network inputs ``(events, rgb)`` of the crop ``A``, augmented in training.
+
+        ``events`` is the window ending at ``t``; ``frame`` None gives a zero RGB input. The
+        event augmentation draws from ``rng`` before the RGB one.
+        """
+        aug = self.augment
+        if aug.enabled:
+            events = _augment_events(events, bag.width, bag.height, rng, aug)
+        ev = event_input(events, A, self.spec, bag.width, bag.height, t)
+        if frame is None:
+            return ev, np.zeros((3, self.spec.size, self.spec.size), np.float32)
+        rgb = rgb_input(frame, A, self.spec)
+        return ev, (_augment_rgb(rgb, rng, aug) if aug.enabled else rgb)
+
     def _empty_scene(self, b: int, row: int, rng: np.random.Generator) -> dict[str, Any]:
         """A negative sample of recording ``b`` (without a person) at its sample time ``row``."""
         bag = self.bags[b]
         t = int(self._empty_times[b][row])
         events = bag.events_between(t - self.spec.window_ns, t)
-        fi = int(np.searchsorted(bag.frame_stamps, t, side="right")) - 1
-        frame = bag.frames[fi] if self.use_rgb and fi >= 0 else None
+        frame = self._frame_at(bag, t)
         aug = self.augment
         short = float(min(bag.width, bag.height))
         if rng.random() < 0.5:  # a box the node's grid search scores
@@ -302,15 +318,8 @@ class BagWindowDataset:
         angle = rng.uniform(-aug.rotation_deg, aug.rotation_deg) if aug.enabled else 0.0
         A = crop_affine(Box(cx, cy, max(side, 1.0)), self.spec.size, angle)
         if aug.enabled and rng.random() < aug.flip_prob:
-            A = np.array([[-1.0, 0, self.spec.size - 1], [0, 1.0, 0]]) @ np.vstack([A, [0, 0, 1]])
-        if aug.enabled:
-            events = _augment_events(events, bag.width, bag.height, rng, aug)
-        ev = event_input(events, A, self.spec, bag.width, bag.height, t)
-        if frame is not None:
-            rgb = rgb_input(frame, A, self.spec)
-            rgb = _augment_rgb(rgb, rng, aug) if aug.enabled else rgb
-        else:
-            rgb = np.zeros((3, self.spec.size, self.spec.size), np.float32)
+            A = _mirrored(A, self.spec.size)
+        ev, rgb = self._inputs(bag, t, events, frame, A, rng)
         n = REP155_70.n_points
         return {
             "events": ev,
@@ -342,6 +351,11 @@ class BagWindowDataset:
         if flip:
             ypr *= [-1, 1, -1]
         return ypr.astype(np.float32)
+
+
+def _mirrored(A: np.ndarray, size: int) -> np.ndarray:
+    """The crop affine ``A`` followed by a horizontal mirror of the crop: ``x' = S - 1 - x``."""
+    return np.array([[-1.0, 0, size - 1], [0, 1.0, 0]]) @ np.vstack([A, [0, 0, 1]])
 
 
 EMPTY_SCENE_RATE_HZ = 30.0
