@@ -43,19 +43,19 @@ class Encoder:
 def load_encoder(path: str, seed: int = 0, like: Encoder | None = None) -> Encoder:
     """An SSMER ``encoder.safetensors`` (its ``encoder.*`` tensors), or ``random``.
 
-    ``random`` builds the lite preset's event backbone (or ``like``'s network) with seeded
-    initial weights, for the preprocessing of ``like`` (default: the lite input).
+    ``random`` builds the lite preset's event backbone with seeded initial weights, for the
+    input preprocessing of ``like`` (default: the lite input).
 
     Raises:
         ValueError: unreadable file or tensors that do not fit the network in its metadata.
     """
     import torch
-    from safetensors import safe_open
 
     from facealign_ros.face.preprocess import InputSpec
     from facealign_ros.model.backbones import build_backbone
     from facealign_ros.model.config import CMFAConfig, preset
     from training.ssmer.loop import read_ssmer_metadata
+    from training.trainer.build import load_backbone_weights
 
     if path == RANDOM:
         spec = like.spec if like is not None else InputSpec(size=preset("lite").input_size)
@@ -67,14 +67,7 @@ def load_encoder(path: str, seed: int = 0, like: Encoder | None = None) -> Encod
     net = CMFAConfig.from_dict(meta["network"])
     spec = InputSpec.from_dict(meta["preprocessing"])
     backbone = build_backbone(net, net.event_channels)
-    prefix = "encoder."
-    with safe_open(path, framework="pt", device="cpu") as f:
-        names = [k for k in f.keys() if k.startswith(prefix)]  # noqa: SIM118 (safe_open API)
-        state = {k[len(prefix) :]: f.get_tensor(k) for k in names}
-    try:
-        backbone.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: its encoder does not fit its network config ({exc})") from exc
+    load_backbone_weights(backbone, path)  # its ``encoder.*`` tensors, checked
     return Encoder(str(path), backbone.eval(), spec)
 
 

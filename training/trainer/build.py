@@ -127,9 +127,17 @@ def build_model(net: CMFAConfig, mean_shape: np.ndarray | None, seed: int) -> CM
 
 
 def load_event_encoder(model: CMFA, path: str | Path) -> int:
+    """Load event-backbone weights (e.g. an SSMER encoder) into ``model.event_backbone``.
+
+    See :func:`load_backbone_weights`; returns the number of tensors loaded.
+    """
+    return load_backbone_weights(model.event_backbone, path)
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path) -> int:
     """Load event-backbone weights (e.g. an SSMER encoder) from a safetensors file.
 
-    Keys must match ``model.event_backbone.state_dict()`` exactly, possibly behind one common
+    Keys must match ``backbone.state_dict()`` exactly, possibly behind one common
     prefix among :data:`ENCODER_PREFIXES` (``event_backbone.``, ``encoder.``, ...); other
     tensors in the file (projector, predictor) are ignored only when a prefix selects the
     encoder.
@@ -146,7 +154,7 @@ def load_event_encoder(model: CMFA, path: str | Path) -> int:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
     except Exception as exc:
         raise ValueError(f"event encoder {p}: cannot read safetensors ({exc})") from exc
-    expected = model.event_backbone.state_dict()
+    expected = backbone.state_dict()
     best: tuple[int, str] = (-1, "")
     for prefix in ENCODER_PREFIXES:
         hits = sum(1 for k in expected if prefix + k in tensors)
@@ -167,7 +175,7 @@ def load_event_encoder(model: CMFA, path: str | Path) -> int:
             f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}, "
             f"shape mismatches {bad[:5]}"
         )
-    model.event_backbone.load_state_dict({k: picked[k] for k in expected}, strict=True)
+    backbone.load_state_dict({k: picked[k] for k in expected}, strict=True)
     return len(expected)
 
 
