@@ -271,6 +271,8 @@ def test_an_empty_seat_recording_gives_negative_crops_where_the_search_looks(
         BagWindowDataset([faces], spec, negative_bags=[empty], negative_repeat=0)
     with pytest.raises(ValueError, match="has face ground truth"):  # a mix-up of the globs
         BagWindowDataset([faces], spec, negative_bags=[faces])
+    with pytest.raises(ValueError, match="no full event window"):
+        BagWindowDataset([faces], spec, negative_bags=[replace(empty, events=empty.events[:0])])
     # an event-only empty recording: samples on a 30 Hz grid of its events, no RGB
     no_rgb = replace(empty, frames=empty.frames[:0], frame_stamps=empty.frame_stamps[:0])
     ds = BagWindowDataset([faces], spec, AugmentConfig(), seed=5, negative_bags=[no_rgb])

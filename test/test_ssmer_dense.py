@@ -123,3 +123,15 @@ def test_pretrain_with_the_dense_term_records_it_and_resumes_exactly(
         _pretrainer(bags, tmp_path / "b", "run.checkpoint_every=2").fit()
     resumed = _pretrainer(bags, tmp_path / "b", "run.checkpoint_every=2", *dense).fit()
     assert resumed.step == ref.step and resumed.digest == ref.digest
+
+
+@pytest.mark.parametrize(
+    "bad", ["model.dense_weight=-1", "model.dense_grid=0", "model.dense_dim=4"]
+)
+def test_bad_dense_settings_are_config_errors(bad: str) -> None:
+    from training.ssmer.config import load_ssmer_config
+    from training.trainer.config import ConfigError
+
+    root = Path(__file__).resolve().parents[1]
+    with pytest.raises(ConfigError, match="dense"):
+        load_ssmer_config(root / "training" / "configs" / "ssmer_lite.yaml", [bad])

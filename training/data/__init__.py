@@ -92,13 +92,13 @@ def build_dataset(cfg_data: dict[str, Any], split: str, seed: int) -> BagWindowD
     use_rgb = cfg_data.get("use_rgb", True)
     if not isinstance(use_rgb, bool):
         raise ValueError(f"data config: use_rgb must be true or false, got {use_rgb!r}")
+    repeat = cfg_data.get("negative_repeat", 1)
+    if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+        raise ValueError(f"data config: negative_repeat must be an integer >= 1, got {repeat!r}")
     negatives = []
     if train and cfg_data.get("paths", {}).get("negatives"):
         neg_files = expand_paths(cfg_data["paths"]["negatives"])
         negatives = [load_bag_arrays(p, require_gt=False) for p in neg_files]
-    repeat = cfg_data.get("negative_repeat", 1)
-    if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
-        raise ValueError(f"data config: negative_repeat must be an integer >= 1, got {repeat!r}")
     return BagWindowDataset(
         bags, spec, augment, seed=seed, hf_per_frame=hf, use_rgb=use_rgb,
         negative_bags=negatives, negative_repeat=repeat,
