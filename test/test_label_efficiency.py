@@ -137,6 +137,33 @@ def test_all3det_pretrains_on_detector_boxes(tmp_path: Path, monkeypatch) -> Non
     assert views in pre["ssmer_all3"] and views in pre["ssmer_all3det"]
 
 
+def test_pretrain_extra_feeds_pretraining_only(tmp_path: Path, monkeypatch) -> None:
+    cmds: list[list[str]] = []
+
+    def fake_run(cmd: list[str], log: Path, threads: int) -> None:
+        cmds.append(cmd)
+        out = Path(next(c for c in cmd if c.startswith("run.out_dir=")).split("=", 1)[1])
+        name = "encoder.safetensors" if "pretrain" in cmd else "model.safetensors"
+        (out / name).write_bytes(b"x")
+
+    monkeypatch.setattr(le, "_run", fake_run)
+    rc = le.main(["--out", str(tmp_path / "exp"), "--train", "lab/train_*", "--only",
+                  "10:scratch,10:all3det", "--pretrain-extra", "more/train_*",
+                  "--pretrain-extra", "rig/*.mcap", "--no-eval"])  # fmt: skip
+    assert rc == 0
+    (pre,) = [c for c in cmds if "pretrain" in c]
+    bags = pre[pre.index("--bags") + 1 : pre.index("--config")]
+    assert bags == ["lab/train_*", "more/train_*", "rig/*.mcap"]
+    trains = [c for c in cmds if "train" in c]
+    assert len(trains) == 2
+    for c in trains:  # the labelled subset is still drawn from --train alone
+        assert "data.options.paths.train=['lab/train_*']" in c
+        assert not any("more/" in x or "rig/" in x for x in c)
+    with pytest.raises(SystemExit):  # nothing would pretrain
+        le.main(["--out", str(tmp_path / "y"), "--encoders", str(tmp_path), "--only",
+                 "10:all3det", "--pretrain-extra", "more/train_*"])  # fmt: skip
+
+
 def test_labelled_jobs_name_the_recordings_training_would_label(tmp_path: Path) -> None:
     from training.data import expand_paths, labelled_subset
     from training.experiments.labelled_set import TRAIN_SET, labelled_jobs

@@ -20,6 +20,8 @@ folder instead of pretraining again; ``--train-is-labelled`` says ``--train`` ho
 labelled recordings of the one fraction in ``--only`` (the subset
 :mod:`training.experiments.labelled_set` lists, made alone on a machine that fine-tunes);
 ``--no-eval`` fine-tunes only (a later run without it finds the models and evaluates them);
+``--pretrain-extra GLOB`` (repeatable) pretrains on further unlabelled recordings beside the
+*train* bags (a rig's many unlabelled recordings; the fine-tunes' labelled subset is unchanged);
 ``--encoder-lr-scale 0.1`` fine-tunes a pretrained encoder at a tenth of the LR
 (``optim.lr_scales``); ``--encoder-freeze-steps 300`` holds it for the first 300 fine-tuning steps
 (``optim.freeze_steps``: the decoder first learns on the pretrained features, then all train;
@@ -118,6 +120,7 @@ class Settings:
     encoder_freeze_steps: int = 0  # fine-tuning steps a pretrained encoder is held first
     train_is_labelled: bool = False  # ``train_glob`` names the labelled subset alone
     run_eval: bool = True  # False: fine-tunes only (a later run evaluates them)
+    pretrain_extra: tuple[str, ...] = ()  # further unlabelled bags (globs) for pretraining only
 
     def finetune_seeds(self) -> tuple[int, ...]:
         """Seeds of the fine-tunes."""
@@ -198,7 +201,7 @@ def _pretrain(s: Settings, name: str) -> Path:
         raise FileNotFoundError(f"--encoders: {enc} does not exist")
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
-        *_facealign(), "pretrain", "--bags", s.train_glob,
+        *_facealign(), "pretrain", "--bags", s.train_glob, *s.pretrain_extra,
         "--config", "training/configs/ssmer_lite.yaml", "--no-progress",
         f"data.views={PRETRAIN_VIEWS[name]}", f"schedule.steps={s.pretrain_steps}",
         f"schedule.warmup_steps={max(1, s.pretrain_steps // 20)}",
@@ -380,6 +383,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="fine-tunes only; a later run without it evaluates them",
     )
+    p.add_argument(
+        "--pretrain-extra",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="further unlabelled bags (glob) for pretraining only (repeatable)",
+    )
     a = p.parse_args(argv)
     try:
         seeds = tuple(int(x) for x in a.seeds.split(",")) if a.seeds else ()
@@ -412,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(
             "--train-is-labelled needs --only with one label fraction (e.g. 10:scratch,10:all3)"
         )
+    if a.pretrain_extra and a.encoders is not None:
+        p.error("--pretrain-extra and --encoders: the encoders are taken, nothing pretrains")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     s = Settings(
         out=a.out, train_glob=a.train, test_glob=a.test, pretrain_steps=a.pretrain_steps,
@@ -420,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         encoders=a.encoders, only=only, encoder_lr_scale=a.encoder_lr_scale, seeds=seeds,
         modes=modes, workers=a.workers, pretrain_workers=a.pretrain_workers,
         encoder_freeze_steps=a.encoder_freeze_steps, train_is_labelled=a.train_is_labelled,
-        run_eval=not a.no_eval,
+        run_eval=not a.no_eval, pretrain_extra=tuple(a.pretrain_extra),
     )  # fmt: skip
     rows = run(s, max(1, a.jobs))
     sys.stdout.write(table(rows))
