@@ -172,6 +172,13 @@ def test_bad_header(saved: Path, tmp_path: Path, header: dict, message: str) -> 
         ({"mean_shape": [[0.5, 0.5]]}, "mean_shape is \\(1, 2\\)"),
         ({"input_size": 256}, "input_size 256"),
         ({"lineage": {"training_command": "x"}}, "lineage must be a list"),
+        ({"metrics": {"nme": None}}, "bad metadata value"),
+        ({"metrics": [1, 2]}, "metrics must be a JSON object"),
+        ({"preprocessing": [1]}, "preprocessing must be a JSON object"),
+        ({"representations": 5}, "representations must be a JSON array"),
+        ({"mean_shape": [["a", 0.5]] * 12}, "mean_shape is not an array of numbers"),
+        ({"mean_shape": [[0.5, 0.5]] * 11 + [[0.5]]}, "mean_shape is not an array of numbers"),
+        ({"mean_shape": [[float("nan"), 0.5]] * 12}, "mean_shape holds non-finite"),
     ],
 )
 def test_bad_metadata(saved: Path, tmp_path: Path, edit: dict, message: str) -> None:
@@ -187,6 +194,16 @@ def test_shape_mismatch(saved: Path, tmp_path: Path) -> None:
     save_checkpoint(path, CMFA(CFG.replace(d_model=64)), landmark_scheme="x", representations=[])
     save_file(load_file(str(path)), str(path), metadata=_header(saved))
     with pytest.raises(CheckpointError, match="has shape .* the config expects"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(saved: Path, tmp_path: Path, bad: float) -> None:
+    tensors = load_file(str(saved))
+    tensors["offset_head.weight"][0, 0] = bad  # one diverged weight is enough to poison outputs
+    path = tmp_path / "nan.safetensors"
+    save_file(tensors, str(path), metadata=_header(saved))
+    with pytest.raises(CheckpointError, match="'offset_head.weight' holds NaN or infinite"):
         load_checkpoint(path)
 
 

@@ -405,6 +405,15 @@ def test_model_load_errors_are_clear(tmp_path, ckpt):
     save_checkpoint(nospec, CMFA(cfg), landmark_scheme="rep155_70", representations=["x"])
     with pytest.raises(ModelLoadError, match="InputSpec"):
         load_model(nospec, "cpu")
+    spec = {**SPEC.to_dict(), "window_ms": float("inf")}  # would overflow every answer
+    inf = tmp_path / "inf.safetensors"
+    save_checkpoint(inf, CMFA(cfg), landmark_scheme="rep155_70", representations=["x"],
+                    preprocessing=spec)  # fmt: skip
+    with pytest.raises(ModelLoadError, match="window_ms must be a finite number"):
+        load_model(inf, "cpu")
+    if not torch.cuda.is_available():  # a CPU-only torch: a clear refusal, not an assertion
+        with pytest.raises(ModelLoadError, match="CUDA is not available"):
+            load_model(ckpt, "cuda")
 
 
 def test_config_validation():

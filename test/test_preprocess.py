@@ -87,3 +87,7 @@ def test_input_spec_validation_and_round_trip() -> None:
         InputSpec(representations=("optical_flow",))
     with pytest.raises(ValueError, match="size"):
         InputSpec(size=4)
+    for field in ("window_ms", "box_scale", "tau_fraction", "count_scale"):
+        for bad in (0.0, -1.0, float("inf"), float("nan"), "30"):
+            with pytest.raises(ValueError, match=f"InputSpec.{field} must be a finite number"):
+                InputSpec(**{field: bad})

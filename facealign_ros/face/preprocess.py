@@ -60,8 +60,10 @@ class InputSpec:
     def __post_init__(self) -> None:
         if self.size < 8:
             raise ValueError(f"InputSpec.size must be >= 8, got {self.size}")
-        if not self.window_ms > 0 or not self.box_scale > 0:
-            raise ValueError("InputSpec.window_ms and box_scale must be positive")
+        for name in ("window_ms", "box_scale", "tau_fraction", "count_scale"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"InputSpec.{name} must be a finite number > 0, got {value!r}")
         unknown = [r for r in self.representations if r not in REPRESENTATIONS]
         if unknown or not self.representations:
             raise ValueError(

@@ -122,7 +122,10 @@ class CheckpointMeta:
             config = CMFAConfig.from_dict(raw["config"])
         except (TypeError, ValueError) as exc:
             raise CheckpointError(path, f"bad config in metadata: {exc}") from exc
-        shape = np.asarray(raw["mean_shape"], dtype=np.float64)
+        try:
+            shape = np.asarray(raw["mean_shape"], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(path, f"mean_shape is not an array of numbers ({exc})") from exc
         if shape.shape != (config.num_points, 2):
             raise CheckpointError(
                 path, f"mean_shape is {shape.shape}, config expects ({config.num_points}, 2)"
@@ -134,18 +137,27 @@ class CheckpointMeta:
             raise CheckpointError(
                 path, f"input_size {raw['input_size']} != config.input_size {config.input_size}"
             )
-        return cls(
-            config=config,
-            landmark_scheme=str(raw["landmark_scheme"]),
-            representations=tuple(str(r) for r in raw["representations"]),
-            input_size=int(raw["input_size"]),
-            mean_shape=tuple((float(x), float(y)) for x, y in shape),
-            training_command=str(raw.get("training_command", "")),
-            metrics={str(k): float(v) for k, v in dict(raw.get("metrics", {})).items()},
-            preprocessing=dict(raw.get("preprocessing", {})),
-            created=str(raw.get("created", "")),
-            lineage=tuple({str(k): str(v) for k, v in r.items()} for r in lineage),
-        )
+        if not np.isfinite(shape).all():
+            raise CheckpointError(path, "mean_shape holds non-finite values")
+        for key, kind, word in (("representations", list, "array"), ("metrics", dict, "object"),
+                                ("preprocessing", dict, "object")):  # fmt: skip
+            if key in raw and not isinstance(raw[key], kind):
+                raise CheckpointError(path, f"{key} must be a JSON {word}")
+        try:
+            return cls(
+                config=config,
+                landmark_scheme=str(raw["landmark_scheme"]),
+                representations=tuple(str(r) for r in raw["representations"]),
+                input_size=int(raw["input_size"]),
+                mean_shape=tuple((float(x), float(y)) for x, y in shape),
+                training_command=str(raw.get("training_command", "")),
+                metrics={str(k): float(v) for k, v in raw.get("metrics", {}).items()},
+                preprocessing=dict(raw.get("preprocessing", {})),
+                created=str(raw.get("created", "")),
+                lineage=tuple({str(k): str(v) for k, v in r.items()} for r in lineage),
+            )
+        except (TypeError, ValueError) as exc:  # e.g. a metric that is not a number
+            raise CheckpointError(path, f"bad metadata value ({exc})") from exc
 
 
 def save_checkpoint(
@@ -303,5 +315,9 @@ def load_checkpoint(
                 state[name] = f.get_tensor(name).to(ref.dtype)
             except Exception as exc:
                 raise CheckpointError(p, f"cannot read tensor {name!r} ({exc})") from exc
+            if state[name].is_floating_point() and not bool(torch.isfinite(state[name]).all()):
+                raise CheckpointError(
+                    p, f"tensor {name!r} holds NaN or infinite values (a diverged training run?)"
+                )
     model.load_state_dict(state)
     return model.to(device).eval(), meta

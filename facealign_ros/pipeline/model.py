@@ -189,11 +189,17 @@ def load_model(path: str | os.PathLike[str], device: str = "auto", threads: int 
         torch.set_num_threads(int(threads))
     if not os.path.isfile(path):
         raise ModelLoadError(f"model checkpoint {str(path)!r} does not exist")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"device {device!r}: CUDA is not available (torch {torch.__version__}, "
+            f"{'built without CUDA' if torch.version.cuda is None else 'no usable GPU'}); "
+            "use device 'auto' or 'cpu'"
+        )
     try:
         aligner = FaceAligner.from_checkpoint(path, device=device)
     except CheckpointError as exc:
         raise ModelLoadError(str(exc)) from exc
-    except (RuntimeError, ValueError, OSError) as exc:  # e.g. CUDA unavailable
+    except (RuntimeError, ValueError, OSError, AssertionError) as exc:  # e.g. CUDA unavailable
         raise ModelLoadError(f"cannot load {str(path)!r} on {device!r}: {exc}") from exc
     meta = aligner.meta
     cfg = aligner.config
