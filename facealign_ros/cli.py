@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 
@@ -13,6 +14,25 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """The argparse type of float options that must be finite and > 0 (durations, rates)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """The argparse type of integer options where 0 means "default" or "none" (>= 0)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
 
 
@@ -57,15 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
         "events", help="evt3 decoding and representations vs expelliarmus and tonic"
     )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--events", type=positive_int, default=5_000_000, help="stream size")
+    ev.add_argument("--events", type=_bench_events, default=5_000_000,
+                    help="stream size (>= 1000)")  # fmt: skip
     ev.add_argument("--repeats", type=positive_int, default=5, help="timed runs (median)")
     ev.add_argument("--seed", type=int, default=0)
     pl = bench_sub.add_parser(
         "pipeline", help="node pipeline latency/RSS/rates: RGB 30 Hz + 5 Mev/s evt3 in real time"
     )
     pl.add_argument("--json", action="store_true", help="print one JSON object")
-    pl.add_argument("--seconds", type=float, default=4.0, help="seconds fed per phase")
-    pl.add_argument("--event-rate", type=float, default=5e6, help="events per second")
+    pl.add_argument("--seconds", type=positive_float, default=4.0, help="seconds fed per phase")
+    pl.add_argument("--event-rate", type=positive_float, default=5e6, help="events per second")
     pl.add_argument("--model", default="", help="checkpoint (default: shipped weights)")
     pl.add_argument("--device", default="cpu")
     pl.add_argument(
@@ -76,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("--bag", help="face: a recording with ground truth to loop instead")
     pl.add_argument("--seed", type=int, default=0, help="face: seed of the synthetic recording")
-    pl.add_argument("--threads", type=int, help="torch threads (default: the node's, 1)")
+    pl.add_argument("--threads", type=positive_int, help="torch threads (default: the node's, 1)")
     pl.add_argument("--param", action="append", default=[], metavar="K=V",
                     help="node parameter, e.g. face_detector=grid (repeat)")  # fmt: skip
     sy = bench_sub.add_parser(
@@ -86,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seconds", type=float, default=3.0, help="simulated seconds per run")
     sy.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="worker counts")
     return parser
+
+
+def _bench_events(text: str) -> int:
+    """``bench events --events``: a stream long enough to split into packets (>= 1000)."""
+    value = int(text)
+    if value < 1000:
+        raise argparse.ArgumentTypeError(f"must be >= 1000 events, got {text}")
+    return value
 
 
 def _add_recover_parser(sub: argparse._SubParsersAction) -> None:
@@ -160,17 +189,21 @@ def _bench(args: argparse.Namespace) -> int:
         except ValueError as exc:
             sys.stderr.write(f"facealign bench pipeline: {exc}\n")
             return 2
-        result = run_pipeline_bench(
-            seconds=args.seconds,
-            event_rate=args.event_rate,
-            model=args.model,
-            device=args.device,
-            scenario=args.scenario,
-            bag=args.bag,
-            seed=args.seed,
-            threads=args.threads,
-            params=params,
-        )
+        try:
+            result = run_pipeline_bench(
+                seconds=args.seconds,
+                event_rate=args.event_rate,
+                model=args.model,
+                device=args.device,
+                scenario=args.scenario,
+                bag=args.bag,
+                seed=args.seed,
+                threads=args.threads,
+                params=params,
+            )
+        except ValueError as exc:  # a missing --model/--bag, bad node parameters
+            sys.stderr.write(f"facealign bench pipeline: {exc}\n")
+            return 2
     elif args.bench_target == "synth":
         from training.bench.data import bench_samples
         from training.synth.bench import bench_synth

@@ -314,3 +314,5 @@ def test_parse_params_keeps_commas_inside_values():
                    "mode": "events"}  # fmt: skip
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_params(["oops"])
+    with pytest.raises(ValueError, match="not valid YAML"):
+        parse_params(["homography=[1, 0"])

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from facealign_ros.cli import nonneg_int, positive_int
 from facealign_ros.face.landmarks import LandmarkScheme
 from training import metrics
 from training.trainer.pose import PoseFn, crop_to_sensor, facealign_pose_fn, sample_intrinsics
@@ -370,13 +371,16 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="dataset split")
     p.add_argument("--norm", choices=metrics.NORMS, default="interocular")
     p.add_argument("--modes", default=",".join(MODES), help="comma list of fused,event,rgb")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument(
-        "--limit", type=int, default=0, help="N samples spread evenly over the data (0 = all)"
+        "--limit",
+        type=nonneg_int,
+        default=0,
+        help="N samples spread evenly over the data (0 = all)",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--threads", type=nonneg_int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--out", type=Path, help="write eval.json, ced.png, by_condition.png here")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     return p

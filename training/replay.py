@@ -26,6 +26,7 @@ import numpy as np
 
 from facealign_ros import topics
 from facealign_ros.bag import BagReader, BagWriter, msg_class, within
+from facealign_ros.cli import positive_float
 from facealign_ros.face.landmarks import REP155_70
 from facealign_ros.face.pose import matrix_to_euler
 from facealign_ros.messages import landmarks_from_msg, pose_from_msg, stamp_ns
@@ -304,7 +305,7 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
     YAML (``false``, ``3``, ``[1, 0, ...]``: commas inside a value do not separate parameters).
 
     Raises:
-        ValueError: an item without ``KEY=``.
+        ValueError: an item without ``KEY=``, or a value that is not valid YAML.
     """
     import yaml
 
@@ -314,7 +315,10 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
             key, sep, value = part.partition("=")
             if not sep or not key.strip():
                 raise ValueError(f"--param {part!r}: expected KEY=VALUE")
-            out[key.strip()] = yaml.safe_load(value)
+            try:
+                out[key.strip()] = yaml.safe_load(value)
+            except yaml.YAMLError as exc:  # e.g. an unclosed bracket
+                raise ValueError(f"--param {part!r}: the value is not valid YAML") from exc
     return out
 
 
@@ -392,7 +396,7 @@ def add_demo_parser(sub: Any) -> argparse.ArgumentParser:
         help="RGB sensor of the synthetic bag (small-pixel: a noisy frame in the dark)",
     )
     p.add_argument("--mode", choices=MODES, default="fused")
-    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--seconds", type=positive_float, default=2.0, help="length of the recording")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="", help="checkpoint (default: the shipped lite weights)")
     p.add_argument("-o", "--out-dir", type=Path, default=Path("facealign_demo"))

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import resource
 import sys
 import tempfile
@@ -152,9 +153,23 @@ def run_pipeline_bench(seconds: float = 4.0, event_rate: float = 5e6, model: str
         threads: torch intra-op threads (None: the pipeline's default, 1).
         params: other node parameters (:class:`PipelineConfig` fields), e.g.
             ``{"face_detector": "grid"}``.
+
+    Raises:
+        ValueError: a bad setting, or a ``model``/``bag`` that is not there (an explicit
+            checkpoint is never replaced by the random-weight stand-in).
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose {SCENARIOS}")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"--seconds must be a finite number > 0, got {seconds}")
+    if not (math.isfinite(event_rate) and event_rate > 0):
+        raise ValueError(f"--event-rate must be a finite number > 0, got {event_rate}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    if model and not Path(model).is_file():
+        raise ValueError(f"--model {model!r}: no such checkpoint file")
+    if bag is not None and not Path(bag).exists():
+        raise ValueError(f"--bag {str(bag)!r} does not exist")
     notes: list[str] = []
     extra: dict[str, Any] = {}
     gt = None
@@ -236,14 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m training.bench.pipeline [--scenario search] [--json]``."""
     parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.event_rate < 0:
-        sys.stderr.write("bench pipeline: --seconds > 0 and --event-rate >= 0 please\n")
-        return 2
     from training.replay import parse_params
 
-    result = run_pipeline_bench(args.seconds, args.event_rate, args.model, args.device,
-                                args.scenario, args.bag, seed=args.seed,
-                                params=parse_params(args.param))  # fmt: skip
+    try:
+        result = run_pipeline_bench(args.seconds, args.event_rate, args.model, args.device,
+                                    args.scenario, args.bag, seed=args.seed,
+                                    params=parse_params(args.param))  # fmt: skip
+    except ValueError as exc:
+        sys.stderr.write(f"bench pipeline: {exc}\n")
+        return 2
     write_result(result, args.json)
     return 0
 
