@@ -22,6 +22,7 @@ from facealign_ros.pipeline import (
     PipelineConfig,
     load_model,
 )
+from facealign_ros.pipeline.config import MAX_SENSOR_SIDE
 
 W, H = 346, 260
 T0 = 1_700_000_000 * 10**9
@@ -258,6 +259,22 @@ def test_bad_images_are_counted_not_raised(model):
     r = pipe2.step(0, flush=True)
     assert r is not None and r.mode == "events"  # wrong-size RGB ignored, events still used
     assert pipe2.stats.drops["image_size"] == 1
+
+
+def test_images_over_the_size_limit_are_counted_drops(model):
+    pipe = make_pipe(model, mode="rgb")
+    huge = image(T0, w=8, h=8)
+    huge.width = 8192  # a claim alone, refused before any conversion (it cost 1.25 GB)
+    assert pipe.on_image(huge, 0) is False
+    wide = np.zeros((4, MAX_SENSOR_SIDE + 1, 3), np.uint8)  # a compressed frame, decoded
+    ok, png = cv2.imencode(".png", wide)
+    assert ok
+    comp = msg_class("sensor_msgs/msg/CompressedImage")(
+        header=header(msg_class, T0 + 1, "cam"), format="png", data=png.ravel()
+    )
+    assert pipe.on_image(comp, 0) is True
+    assert pipe.step(0) is None
+    assert pipe.stats.drops["bad_image"] == 2
 
 
 def test_a_wrong_size_image_says_which_homography_would_register_it(model):

@@ -28,7 +28,7 @@ import numpy as np
 from facealign_ros.face.pose import UnsupportedDistortionError, camera_distortion
 from facealign_ros.messages import MessageError, image_from_msg, stamp_ns
 from facealign_ros.pipeline.align import FaceStage
-from facealign_ros.pipeline.config import PipelineConfig
+from facealign_ros.pipeline.config import MAX_SENSOR_SIDE, PipelineConfig
 from facealign_ros.pipeline.detection import load_detector
 from facealign_ros.pipeline.health import LogFn, PipelineStats, ThrottledLog
 from facealign_ros.pipeline.inputs import EventStream, InputError, require_stamp
@@ -36,6 +36,7 @@ from facealign_ros.pipeline.model import ModelRunner, load_model
 from facealign_ros.pipeline.result import FaceResult
 
 _MS = 1_000_000
+_SIDE_LIMIT = f"the pipeline takes 1 to {MAX_SENSOR_SIDE} px a side"
 
 
 @dataclass
@@ -149,6 +150,9 @@ class Pipeline:
             stamp = stamp_ns(msg)
             frame = str(msg.header.frame_id)
             require_stamp(stamp, "image")
+            side = max(int(getattr(msg, "width", 0)), int(getattr(msg, "height", 0)))
+            if side > MAX_SENSOR_SIDE:  # raw images only; compressed ones are checked decoded
+                raise InputError("bad_image", f"image {msg.width}x{msg.height}: {_SIDE_LIMIT}")
         except InputError as exc:
             self._reject(exc)
             return False
@@ -303,6 +307,10 @@ class Pipeline:
                 rgb = image_from_msg(msg)
             except (MessageError, AttributeError, TypeError, ValueError) as exc:
                 self._reject(InputError("bad_image", f"cannot convert image: {exc}"))
+            if rgb is not None and max(rgb.shape[:2]) > MAX_SENSOR_SIDE:  # e.g. a decoded JPEG
+                h, w = rgb.shape[:2]
+                self._reject(InputError("bad_image", f"image {w}x{h}: {_SIDE_LIMIT}"))
+                rgb = None
         size = self.events.size if c.mode != "rgb" else None
         if size is None and rgb is not None:
             size = (rgb.shape[1], rgb.shape[0])
