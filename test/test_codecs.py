@@ -350,6 +350,34 @@ def test_evt3_round_trip(ev: np.ndarray) -> None:
     assert np.array_equal(canonical(out), canonical(expected))
 
 
+@settings(max_examples=40, deadline=None)
+@given(event_arrays(max_t_us=3 * (1 << 24)), st.integers(1, 300), st.integers(1, 6))
+def test_capped_packet_keeps_the_newest_events(ev: np.ndarray, keep: int, chunk_words: int) -> None:
+    import facealign_ros.events.codec as codec
+
+    payload = encode(ev, "evt3", W, H)
+    whole = Decoder("evt3", W, H).decode(payload)
+    old = codec.CHUNK_BYTES
+    codec.CHUNK_BYTES = 2 * chunk_words  # many slices, cut anywhere in the stream
+    try:
+        dec = Decoder("evt3", W, H)
+        got = dec.decode(payload, max_events=keep)
+    finally:
+        codec.CHUNK_BYTES = old
+    assert np.array_equal(got, whole[-keep:] if whole.size else whole)
+    assert dec.stats.dropped_overflow == max(0, whole.size - keep)
+    assert dec.stats.events == got.size and got.flags.writeable
+
+
+def test_capped_packet_bounds_other_encodings_and_refuses_zero() -> None:
+    ev = make_events(np.arange(50) * 1000, np.arange(50) % W, np.arange(50) % H, np.ones(50))
+    dec = Decoder("mono", W, H)
+    got = dec.decode(encode(ev, "mono", W, H), max_events=20)
+    assert np.array_equal(got, ev[-20:]) and dec.stats.dropped_overflow == 30
+    with pytest.raises(ValueError, match="max_events"):
+        dec.decode(b"", max_events=0)
+
+
 @settings(max_examples=30, deadline=None)
 @given(event_arrays(max_t_us=3 * (1 << 24)), st.integers(1, 40))
 def test_evt3_split_packets_equal_one_shot(ev: np.ndarray, n_parts: int) -> None:

@@ -150,3 +150,16 @@ def test_a_zero_or_negative_stamp_is_unstamped_and_leaves_the_stream_as_it_was()
             s.note_stamp(bad)
         assert err.value.reason == "unstamped" and "header stamp 0" in str(err.value)
     assert s.last_stamp_ns == T0 and s.loops == 0  # not taken for a bag loop
+
+
+def test_a_packet_over_the_buffer_size_keeps_its_newest_events():
+    s = EventStream(2 * 10**9, 500, loop_threshold_ns=500_000_000, max_skew_ns=200_000_000)
+    t_us = np.arange(2000) * 5  # 2 000 events in 10 ms: four times what the buffer holds
+    ev = make_events(t_us * 1000, t_us % W, (t_us // W) % H, t_us % 2)
+    msg = make_event_packet(encode(ev, "evt3", W, H), W, H, "evt3", 0, 0, T0)
+    s.note_stamp(T0)
+    assert s.push(msg) == 500
+    assert s.decoder is not None and s.decoder.stats.dropped_overflow == 1500
+    assert s.stats()["buffer_dropped"] == 1500
+    kept = s.buffer.window(0, 2**62)
+    assert kept.shape[0] == 500 and kept["x"][-1] == ev["x"][-1]  # the newest ones

@@ -17,12 +17,14 @@ from facealign_ros.events.types import (
     TRIGGER_DTYPE,
     DecodeError,
     DecodeStats,
+    concat_structured,
 )
 
 DECODE_ENCODINGS = ("evt3", "libcaer", "libcaer_cmp", "mono", "trigger")
 ENCODE_ENCODINGS = ("evt3", "mono")
 _WORD_BYTES = {"evt3": 2, "libcaer_cmp": 2, "libcaer": 8, "mono": 8, "trigger": 8}
 _MAX_DIM = 1 << 15
+CHUNK_BYTES = 1 << 19  # evt3 slice when a packet's events are capped: <= 3 M events, 48 MB
 _DROPPED = evt3.C_DROPPED - evt3.COUNTERS.start  # indices into the counters view
 _WRAPS = evt3.C_WRAPS - evt3.COUNTERS.start
 _NO_EVENTS = np.empty(0, dtype=EVENT_DTYPE)
@@ -88,6 +90,7 @@ class Decoder:
         self._counters = self._ctx[evt3.COUNTERS]
         self._unknown = self._ctx[evt3.UNKNOWN]
         self._packets = self._words = self._events = self._triggers = self._truncated = 0
+        self._overflow = 0  # events beyond a packet's max_events (the oldest)
         self.reset()
 
     def reset(self) -> None:
@@ -97,7 +100,13 @@ class Decoder:
         else:
             evt3.reset_state(self._ctx)
 
-    def decode(self, payload: Any, time_base: int = 0, is_bigendian: bool = False) -> np.ndarray:
+    def decode(
+        self,
+        payload: Any,
+        time_base: int = 0,
+        is_bigendian: bool = False,
+        max_events: int | None = None,
+    ) -> np.ndarray:
         """Decode one packet payload.
 
         Args:
@@ -105,6 +114,10 @@ class Decoder:
                 or the ``array.array("B")`` rclpy messages hold).
             time_base: the packet's ``time_base`` in ns (unused by ``evt3``).
             is_bigendian: the packet's ``is_bigendian`` flag; big-endian payloads are refused.
+            max_events: keep at most the newest this many events of the packet (None: all);
+                the older ones are counted in ``stats.dropped_overflow``. evt3 packets are then
+                decoded in slices of :data:`CHUNK_BYTES`, so memory stays bounded even where
+                vector words expand 2 bytes into 12 events (16 bytes each).
 
         Returns:
             :data:`EVENT_DTYPE` events in stream order. Trigger events of this packet are in
@@ -114,9 +127,12 @@ class Decoder:
 
         Raises:
             DecodeError: for a big-endian payload or a payload that is not bytes.
+            ValueError: ``max_events`` below 1.
         """
         if is_bigendian:
             raise DecodeError(f"{self.encoding}: big-endian payloads are not supported")
+        if max_events is not None and max_events < 1:
+            raise ValueError(f"max_events must be >= 1, got {max_events}")
         raw = _as_bytes_array(payload, self.encoding)
         wb = _WORD_BYTES[self.encoding]
         size = raw.size
@@ -126,14 +142,41 @@ class Decoder:
         if size != n_words * wb:
             self._truncated += size - n_words * wb
             raw = raw[: n_words * wb]
-        if self.encoding == "evt3":
+        if self.encoding == "evt3" and max_events is not None and raw.size > CHUNK_BYTES:
+            events, triggers = self._decode_evt3_newest(raw, max_events)
+        elif self.encoding == "evt3":
             events, triggers = evt3.decode_evt3(raw.view(_U16), self._ctx)
         else:
             events, triggers = self._decode_other(raw, int(time_base))
+        if max_events is not None and events.shape[0] > max_events:
+            self._overflow += events.shape[0] - max_events
+            events = events[-max_events:].copy()  # not a view that pins the whole decode
         self._events += events.shape[0]
         self._triggers += triggers.shape[0]
         self.last_triggers = triggers
         return events
+
+    def _decode_evt3_newest(self, raw: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+        """evt3 in slices of :data:`CHUNK_BYTES`, the newest ``keep`` events kept.
+
+        At most ``keep`` events plus one slice's are held at a time; the decoder state carries
+        across slices as it does across packets.
+        """
+        parts: list[np.ndarray] = []
+        triggers: list[np.ndarray] = []
+        held = 0
+        for lo in range(0, raw.size, CHUNK_BYTES):
+            ev, tr = evt3.decode_evt3(raw[lo : lo + CHUNK_BYTES].view(_U16), self._ctx)
+            parts.append(ev)
+            triggers.append(tr)
+            held += ev.shape[0]
+            while held - parts[0].shape[0] >= keep:  # the oldest slice is not needed
+                held -= parts[0].shape[0]
+                self._overflow += parts.pop(0).shape[0]
+        if held > keep:  # copy only the newest ``keep`` into the result
+            self._overflow += held - keep
+            parts[0] = parts[0][held - keep :]
+        return concat_structured(parts, EVENT_DTYPE), concat_structured(triggers, TRIGGER_DTYPE)
 
     def _decode_other(self, raw: np.ndarray, tb: int) -> tuple[np.ndarray, np.ndarray]:
         """Decode a whole-word payload of the encodings other than ``evt3``."""
@@ -176,11 +219,14 @@ class Decoder:
             unknown_words=int(c[evt3.C_UNKNOWN]),
             truncated_bytes=self._truncated,
             time_wraps=int(c[evt3.C_WRAPS]),
+            dropped_overflow=self._overflow,
             unknown_codes={int(k): int(self._unknown[k]) for k in np.nonzero(self._unknown)[0]},
         )
 
-    def decode_packet(self, msg: Any) -> np.ndarray:
+    def decode_packet(self, msg: Any, max_events: int | None = None) -> np.ndarray:
         """Decode an ``event_camera_msgs/EventPacket`` (rclpy or rosbags message).
+
+        ``max_events`` as in :meth:`decode`.
 
         Raises:
             DecodeError: if the packet's encoding differs from this decoder's, or its sensor size
@@ -195,7 +241,12 @@ class Decoder:
                 f"{self.encoding}: packet sensor {msg.width}x{msg.height} does not match "
                 f"decoder {self.width}x{self.height}"
             )
-        return self.decode(msg.events, time_base=msg.time_base, is_bigendian=msg.is_bigendian)
+        return self.decode(
+            msg.events,
+            time_base=msg.time_base,
+            is_bigendian=msg.is_bigendian,
+            max_events=max_events,
+        )
 
 
 def encode(events: np.ndarray, encoding: str, width: int, height: int, time_base: int = 0) -> bytes:

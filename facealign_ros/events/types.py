@@ -117,6 +117,8 @@ class DecodeStats:
         unknown_words: words with a code the format does not define (counted and skipped).
         truncated_bytes: trailing bytes that did not form a whole word.
         time_wraps: 24-bit clock wraps detected (evt3) or 31-bit rollovers (libcaer).
+        dropped_overflow: the oldest events of packets that held more than the caller's
+            ``max_events`` (the pipeline's event-buffer size).
         unknown_codes: per-code count of unknown words.
     """
 
@@ -129,6 +131,7 @@ class DecodeStats:
     unknown_words: int = 0
     truncated_bytes: int = 0
     time_wraps: int = 0
+    dropped_overflow: int = 0
     unknown_codes: dict[int, int] = field(default_factory=dict)
 
     @property

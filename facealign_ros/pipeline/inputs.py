@@ -209,7 +209,7 @@ class EventStream:
         try:
             stamp = stamp_ns(msg)
             dec = self._decoder_for(msg)
-            events = dec.decode_packet(msg)
+            events = dec.decode_packet(msg, max_events=self.buffer.max_events)
         except InputError:
             raise
         except (DecodeError, AttributeError, TypeError, ValueError, OverflowError) as exc:
@@ -268,5 +268,6 @@ class EventStream:
         out["clock_offset_ns"] = self.clock.stats.offset_ns
         b = self.buffer.stats
         out["buffer_events"] = len(self.buffer)
-        out["buffer_dropped"] = b.dropped_late + b.dropped_overflow
+        packet_overflow = self.decoder.stats.dropped_overflow if self.decoder is not None else 0
+        out["buffer_dropped"] = b.dropped_late + b.dropped_overflow + packet_overflow
         return out
