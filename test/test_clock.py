@@ -55,6 +55,33 @@ def test_bag_loop_restarts_the_estimate() -> None:
     assert abs(clock.to_ros(int(e2[-1])) - int(r2[-1])) < 0.2 * MS
 
 
+@pytest.mark.parametrize("step_ms", [300, -300, 150, -150])
+def test_a_host_clock_step_restarts_the_estimate_soon(step_ms: int) -> None:
+    # chrony/NTP steps the host clock by less than jump_s: before, the old minima held the
+    # envelope for the whole 20 s window and the pipeline dropped every packet's events
+    clock = SensorClock()
+    stamp, sensor, true_ros = packets(6.0, offset_ns=10**12)
+    stamp[3000:] += step_ms * MS
+    true_ros[3000:] += step_ms * MS
+    restarts = [
+        i for i, (s, e) in enumerate(zip(stamp, sensor, strict=True)) if clock.observe(s, e)
+    ]
+    assert len(restarts) == 1 and clock.stats.resets == 1
+    delay = restarts[0] - 3000  # packets of 1 ms
+    assert (delay <= 1) if step_ms < 0 else (500 <= delay <= 510)  # a rise must last 0.5 s
+    assert abs(clock.to_ros(int(sensor[-1])) - int(true_ros[-1])) < 0.3 * MS
+
+
+def test_late_packets_are_latency_not_a_step() -> None:
+    clock = SensorClock()
+    stamp, sensor, true_ros = packets(6.0, offset_ns=10**12)
+    stamp[2000] += 400 * MS  # one packet 0.4 s late
+    stamp[3000:3400] += 150 * MS  # 0.4 s of packets all late (a stalled host), then back
+    for s, e in zip(stamp, sensor, strict=True):
+        assert not clock.observe(s, e)
+    assert abs(clock.to_ros(int(sensor[-1])) - int(true_ros[-1])) < 0.3 * MS
+
+
 def test_not_ready_and_bad_arguments() -> None:
     clock = SensorClock()
     assert not clock.ready
@@ -62,3 +89,5 @@ def test_not_ready_and_bad_arguments() -> None:
         clock.to_ros(0)
     with pytest.raises(ValueError, match="positive"):
         SensorClock(window_s=0)
+    with pytest.raises(ValueError, match="positive"):
+        SensorClock(step_s=0)

@@ -163,3 +163,20 @@ def test_a_packet_over_the_buffer_size_keeps_its_newest_events():
     assert s.stats()["buffer_dropped"] == 1500
     kept = s.buffer.window(0, 2**62)
     assert kept.shape[0] == 500 and kept["x"][-1] == ev["x"][-1]  # the newest ones
+
+
+def test_a_host_clock_step_costs_half_a_second_not_the_clock_window():
+    s = stream()
+    skewed = []
+    for k, (msg, _) in enumerate(packets(12.0, 0.0, T0)):  # 1 packet / 20 ms
+        if k >= 250:  # the host clock steps 300 ms forward 5 s in
+            t = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec + 300_000_000
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(t, 10**9)
+        s.note_stamp(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+        try:
+            s.push(msg)
+        except InputError as exc:
+            assert exc.reason == "event_skew"
+            skewed.append(k)
+    assert s.clock.stats.resets == 1
+    assert skewed and skewed[0] == 250 and len(skewed) <= 27  # ~0.5 s, not the 20 s window

@@ -7,7 +7,12 @@ counter, unrolled across wraps by the decoder). For every packet,
 offset is therefore the *lower envelope* of these differences: :class:`SensorClock` keeps the
 minimum per time bucket over a sliding window and fits a line through the bucket minima, so
 that a drifting (skewed) sensor clock is followed too. A difference that leaves the envelope by
-more than ``jump_s`` (a bag loop, a camera restart, a decoder reset) restarts the estimate.
+more than ``jump_s`` (a bag loop, a camera restart, a decoder reset) restarts the estimate, and
+so does a smaller step of the host clock (NTP/chrony stepping it, a driver re-sync): a
+difference more than ``step_s`` below the envelope at once (latency is never negative), one more
+than ``step_s`` above it once every packet for ``confirm_s`` of sensor time has been (one late
+packet is latency; a lasting rise is the clock). Without that, the window's old minima would
+hold the envelope up to ``window_s`` seconds away from the stamps.
 """
 
 from __future__ import annotations
@@ -42,14 +47,30 @@ class SensorClock:
         window_s: seconds of history used for the estimate.
         bucket_s: length of the buckets whose minima define the envelope.
         jump_s: a difference further than this from the current model restarts the estimate.
+        step_s: a clock step: a difference this far below the model restarts the estimate,
+            one this far above it does so once it has lasted ``confirm_s``.
+        confirm_s: sensor seconds every difference must stay ``step_s`` above the model
+            before that counts as a step.
     """
 
-    def __init__(self, window_s: float = 20.0, bucket_s: float = 0.5, jump_s: float = 0.5):
-        if not (window_s > 0 and bucket_s > 0 and jump_s > 0):
-            raise ValueError("SensorClock: window_s, bucket_s and jump_s must be positive")
+    def __init__(
+        self,
+        window_s: float = 20.0,
+        bucket_s: float = 0.5,
+        jump_s: float = 0.5,
+        step_s: float = 0.1,
+        confirm_s: float = 0.5,
+    ):
+        if not (window_s > 0 and bucket_s > 0 and jump_s > 0 and step_s > 0 and confirm_s > 0):
+            raise ValueError(
+                "SensorClock: window_s, bucket_s, jump_s, step_s and confirm_s must be positive"
+            )
         self.window_ns = int(window_s * 1e9)
         self.bucket_ns = int(bucket_s * 1e9)
         self.jump_ns = int(jump_s * 1e9)
+        self.step_ns = int(step_s * 1e9)
+        self.confirm_ns = int(confirm_s * 1e9)
+        self._high_since: int | None = None  # sensor time since which every diff was high
         self._buckets: deque[list[int]] = deque()  # [bucket id, sensor_ns, min diff]
         self._ref = 0  # sensor-time origin of the fit (keeps the numbers small)
         self._a = 0.0  # fitted skew (d diff / d sensor)
@@ -69,6 +90,7 @@ class SensorClock:
         self._buckets.clear()
         self._a, self._b = 0.0, 0
         self._last_sensor = None
+        self._high_since = None
 
     def _model(self, sensor_ns: int) -> int:
         return self._b + int(round(self._a * (sensor_ns - self._ref)))
@@ -86,7 +108,13 @@ class SensorClock:
             went_back = (
                 self._last_sensor is not None and sensor_ns < self._last_sensor - self.jump_ns
             )
-            if went_back or abs(diff - self._model(sensor_ns)) > self.jump_ns:
+            dev = diff - self._model(sensor_ns)
+            if (
+                went_back
+                or abs(dev) > self.jump_ns
+                or dev < -self.step_ns
+                or self._stepped_up(dev, sensor_ns)
+            ):
                 self.reset()
                 restarted = True
         self.stats.observations += 1
@@ -110,6 +138,15 @@ class SensorClock:
         self.stats.offset_ns = self._model(sensor_ns)
         self.stats.skew_ppm = self._a * 1e6
         return restarted
+
+    def _stepped_up(self, dev: int, sensor_ns: int) -> bool:
+        """Every difference has been ``step_s`` above the model for ``confirm_s``."""
+        if dev <= self.step_ns:
+            self._high_since = None
+            return False
+        if self._high_since is None:
+            self._high_since = sensor_ns
+        return sensor_ns - self._high_since >= self.confirm_ns
 
     def _fit(self) -> None:
         # The newest bucket is still filling, so its minimum is provisional: use the completed

@@ -109,7 +109,8 @@ class EventStream:
         self.buffer = EventBuffer(max_events, buffer_ns, reorder_tolerance_ns=2_000_000)
         self.flicker_band_hz = flicker_band_hz
         self.flicker: FlickerFilter | None = None  # made with the decoder (it needs the size)
-        self.clock = SensorClock()
+        # a host-clock step of half the tolerated skew restarts the map before events drop
+        self.clock = SensorClock(step_s=max(max_skew_ns / 2e9, 1e-3))
         self.loop_threshold_ns = int(loop_threshold_ns)
         self.max_skew_ns = int(max_skew_ns)
         self._want = (int(width), int(height))
