@@ -58,6 +58,35 @@ def test_run_train_reports_bad_config(tmp_path: Path, caplog: pytest.LogCaptureF
     assert not (tmp_path / "model.safetensors").exists()
 
 
+def test_a_diverging_run_stops_with_exit_2_before_the_update(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # lr 1e6: the first update makes the weights blow up, the second step's loss is NaN; before,
+    # the CPU backward of grid_sample on NaN points killed the process (SIGSEGV)
+    args = _parse(["train", "--config", str(SMOKE), "--device", "cpu", "--out-dir",
+                   str(tmp_path), "--no-progress", "schedule.steps=6", "schedule.warmup_steps=0",
+                   "optim.lr=1e6", "optim.grad_clip=0", "data.options.num_samples=16",
+                   "run.checkpoint_every=100"])  # fmt: skip
+    with caplog.at_level(logging.ERROR):
+        assert run_train(args) == 2
+    assert "the run diverged" in caplog.text and "lower optim.lr" in caplog.text
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "bad", ["optim.lr=.inf", "optim.weight_decay=.nan", "loss.conf_weight=.inf", "run.out_dir="]
+)
+def test_non_finite_settings_and_an_empty_out_dir_are_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # an empty out_dir is the working directory
+    args = _parse(["train", "--config", str(SMOKE), bad])
+    with caplog.at_level(logging.ERROR):
+        assert run_train(args) == 2
+    assert bad.split("=")[0] in caplog.text
+    assert not list(tmp_path.iterdir())  # nothing written anywhere
+
+
 def test_command_line_records_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["/venv/bin/facealign", "train", "--config", "a b.yaml", "optim.lr=3e-4"]
     assert command_line(argv) == "facealign train --config 'a b.yaml' optim.lr=3e-4"

@@ -323,6 +323,7 @@ class Pretrainer:
             pts = points.transpose(0, 1)
             dense = dense_simsiam_loss(out[3].float(), out[4].float(), pts)
             loss = pooled + self.cfg.model.dense_weight * dense
+        build.require_finite_loss(loss, step, float(sched.get_last_lr()[0]))
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         build.drop_frozen_grads(opt, sched.last_epoch)

@@ -36,6 +36,26 @@ from training.trainer.config import DataSection, ModelSection, OptimSection, Sch
 ENCODER_PREFIXES = ("", "event_backbone.", "encoder.", "backbone.", "module.encoder.")
 
 
+class DivergedError(ValueError):
+    """The loss of a step is NaN or infinite: the run stops before that step's update."""
+
+
+def require_finite_loss(loss: Tensor, step: int, lr: float) -> None:
+    """Stop a run whose loss went non-finite, before its backward pass and update.
+
+    A NaN loss means NaN weights after the update (every later checkpoint poisoned), and on
+    the CPU the backward of ``grid_sample`` on NaN points crashes the process outright.
+
+    Raises:
+        DivergedError: naming the step and LR.
+    """
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise DivergedError(
+            f"step {step}: the loss is {float(loss.detach()):g} at lr {lr:.3g}; the run diverged "
+            "(lower optim.lr, check the data); checkpoints written before this step are intact"
+        )
+
+
 def make_dataset(data: DataSection | Mapping[str, Any], split: str, seed: int) -> Dataset:
     """Dataset of ``split``: the toy dataset for ``kind: toy``, else ``training.data``'s factory.
 

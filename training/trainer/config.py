@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,6 +139,7 @@ class OptimSection:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        _check_finite(self, "optim")
         _check(
             all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                 for v in self.freeze_steps.values()),
@@ -169,6 +171,7 @@ class ScheduleSection:
     min_lr_ratio: float = 0.01
 
     def __post_init__(self) -> None:
+        _check_finite(self, "schedule")
         _check(self.steps >= 1, "schedule.steps must be >= 1")
         _check(self.warmup_steps >= 0, "schedule.warmup_steps must be >= 0")
         _check(0 <= self.min_lr_ratio <= 1, "schedule.min_lr_ratio must be in [0, 1]")
@@ -194,6 +197,7 @@ class LossSection:
     warm_stages: int = 1
 
     def __post_init__(self) -> None:
+        _check_finite(self, "loss")
         _check(self.conf_weight >= 0 and self.conf_tau > 0, "loss.conf_weight/conf_tau")
         _check(0 <= self.p_warm <= 1, "loss.p_warm must be in [0, 1]")
         _check(self.warm_noise >= 0 and self.warm_stages >= 1, "loss.warm_noise/warm_stages")
@@ -234,6 +238,8 @@ class RunSection:
     threads: int = 0
 
     def __post_init__(self) -> None:
+        # an empty out_dir would be the working directory: its config.yaml would be replaced
+        _check(str(self.out_dir).strip() != "", "run.out_dir must name a directory")
         _check(self.device in ("auto", "cpu", "cuda"), "run.device must be auto, cpu or cuda")
         _check(self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "run.checkpoint_*")
         _check(self.log_every >= 1 and self.eval_every >= 0, "run.log_every/eval_every")
@@ -259,6 +265,17 @@ class TrainConfig:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _check_finite(section: Any, name: str) -> None:
+    """Every float of ``section`` (and of its dict-of-number fields) is finite (no NaN, inf)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for key, v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                where = f"{name}.{f.name}" + (f".{key}" if key is not None else "")
+                raise ConfigError(f"{where} must be a finite number, got {v}")
 
 
 def _plain(value: Any) -> Any:

@@ -168,6 +168,8 @@ class RunContext:
             cfg.loss.conf_tau,
             face_present=face,
         )
+        lr = float(self.sched.get_last_lr()[0])
+        build.require_finite_loss(terms.total, step, lr)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
         build.drop_frozen_grads(self.opt, self.sched.last_epoch)
@@ -175,7 +177,6 @@ class RunContext:
         if cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.opt)
             gnorm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-        lr = float(self.sched.get_last_lr()[0])
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()
