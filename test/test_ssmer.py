@@ -127,6 +127,27 @@ def test_stream_windows_are_exact_time_slices(bags: list[Path]) -> None:
         assert np.array_equal(w.events["x"], expect["x"])
 
 
+def test_a_forward_jump_of_the_sensor_time_starts_the_windows_over(tmp_path: Path) -> None:
+    # mono packets whose time_base leaps 4e18 ns half-way: before, every empty window of the
+    # gap was walked through one stride at a time (~10^11 of them: a hang)
+    path, rng = tmp_path / "jump", np.random.default_rng(0)
+    with BagWriter(path) as bag:
+        bag.add_topic("/event_camera/events", "event_camera_msgs/msg/EventPacket")
+        for k in range(20):
+            ev = np.zeros(500, EVENT_DTYPE)
+            ev["x"], ev["y"] = rng.integers(20, 40, 500), rng.integers(15, 30, 500)
+            ev["t"], ev["p"] = np.sort(rng.integers(0, 5_000_000, 500)), 1
+            base = 10**9 + k * 5_000_000 + (4 * 10**18 if k >= 10 else 0)
+            stamp = 1_700_000_000 * 10**9 + k * 5_000_000
+            msg = make_event_packet(encode(ev, "mono", W, H), W, H, "mono", k, base, stamp)
+            bag.write("/event_camera/events", stamp, msg)
+    (src,), _ = find_sources([path])
+    wins = list(stream_windows(src, 10_000_000, 5_000_000, min_events=1, margin=100.0))
+    ends = [w.t_end for w in wins]
+    assert len(ends) == 16 and ends == sorted(ends)  # 8 windows on each side of the jump
+    assert sum(e > 4 * 10**18 for e in ends) == 8
+
+
 def test_find_sources_names_bad_bags(bags: list[Path], tmp_path: Path) -> None:
     no_events = tmp_path / "no_events"
     with BagWriter(no_events) as bag:

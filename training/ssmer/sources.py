@@ -37,6 +37,7 @@ from training.ssmer.face_boxes import DetectorBoxes
 
 LOG = logging.getLogger(__name__)
 EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
+_RESTART_GAP_NS = 1_000_000_000  # a jump of the sensor time beyond this starts the windows over
 
 
 class SourceError(ValueError):
@@ -272,8 +273,10 @@ def stream_windows(
             ev = dec.decode_packet(msg)
             if ev.size == 0:
                 continue
-            if last_t is not None and int(ev["t"][0]) < last_t - 1_000_000_000:
-                chunks, next_end = [], None  # sensor clock restarted: start over
+            if last_t is not None and abs(int(ev["t"][0]) - last_t) > _RESTART_GAP_NS:
+                # the sensor clock restarted or jumped (a forward jump would otherwise be
+                # walked through one empty window per stride: 10^11 of them for a 4e18 ns jump)
+                chunks, next_end = [], None
                 clock.reset()
             if rgb_boxes is not None:
                 clock.observe(stamp_ns(msg), int(ev["t"][0]))
