@@ -108,6 +108,21 @@ def test_score_known_answers(synth_bag):
     assert score([res(pts, stamp + 10**7)], gt)["count"] == 0  # no ground truth that close
 
 
+def test_non_finite_ground_truth_is_refused_not_scored(synth_bag):
+    """NaN ground truth compared with anything is no failure: it must not count as a hit."""
+    from facealign_ros import topics
+    from training.replay import _add_ground_truth
+
+    gt = GroundTruth()
+    with BagReader(synth_bag) as bag:
+        _, _, msg = next(iter(bag.messages([topics.GT_LANDMARKS])))
+        _, _, pose = next(iter(bag.messages([topics.GT_HEAD_POSE])))
+    msg.landmarks[5].x = float("nan")
+    assert _add_ground_truth(gt, topics.GT_LANDMARKS, msg) is False and not gt.points
+    pose.pose.orientation.w = float("inf")
+    assert _add_ground_truth(gt, topics.GT_HEAD_POSE, pose) is False and not gt.poses
+
+
 def test_replay_skips_ground_truth_it_cannot_read(synth_bag, ckpt, tmp_path, capsys):
     """A ground-truth topic of another type is counted and skipped; the replay goes on."""
     from facealign_ros import topics

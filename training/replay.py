@@ -49,12 +49,22 @@ class GroundTruth:
         self._sorted: np.ndarray | None = None
 
     def add(self, topic: str, msg: Any) -> None:
-        """Store one ground-truth message."""
+        """Store one ground-truth message.
+
+        Raises:
+            ValueError: NaN or infinite values (they would score as no failure).
+        """
         if topic == topics.GT_HEAD_POSE:
             R, _ = pose_from_msg(msg)
-            self.poses[stamp_ns(msg)] = np.degrees(matrix_to_euler(R))
+            euler = np.degrees(matrix_to_euler(R))
+            if not np.isfinite(euler).all():
+                raise ValueError("non-finite head pose")
+            self.poses[stamp_ns(msg)] = euler
         else:
-            self.points[stamp_ns(msg)] = landmarks_from_msg(msg)
+            points, visible = landmarks_from_msg(msg)
+            if not np.isfinite(points).all():
+                raise ValueError("non-finite landmarks")
+            self.points[stamp_ns(msg)] = (points, visible)
             self._sorted = None
 
     def find(self, stamp: int) -> tuple[np.ndarray, np.ndarray] | None:
