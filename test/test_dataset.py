@@ -293,3 +293,59 @@ def test_build_dataset_reads_negative_recordings_for_training_only(
     assert all(val[i]["face_present"] for i in range(len(val)))
     with pytest.raises(ValueError, match="negative_repeat"):
         build_dataset({**cfg, "negative_repeat": 0.5}, "train", 0)
+
+
+def _edited_copy(src: Path, dst: Path, edit) -> Path:
+    """``src`` with ``edit(topic, msgtype, msg) -> (msgtype, msg) | None`` applied per message."""
+    from facealign_ros.bag import BagReader, BagWriter
+
+    with BagReader(src) as bag, BagWriter(dst) as out:
+        types = {}
+        for topic, stamp, msg in bag.messages():
+            got = edit(topic, bag.topics[topic].msgtype, msg)
+            if got is None:
+                continue
+            if topic not in types:
+                types[topic] = got[0]
+                out.add_topic(topic, got[0])
+            out.write(topic, stamp, got[1])
+    return dst
+
+
+def test_unreadable_or_non_finite_ground_truth_names_the_bag(synth_bag: Path, tmp_path: Path):
+    from facealign_ros import topics
+    from facealign_ros.bag import msg_class
+
+    def wrong_type(topic, msgtype, msg):
+        if topic != topics.GT_LANDMARKS:
+            return msgtype, msg
+        return "std_msgs/msg/String", msg_class("std_msgs/msg/String")(data="not landmarks")
+
+    bad = _edited_copy(synth_bag, tmp_path / "gt_pose", wrong_type)
+    with pytest.raises(ValueError, match="gt_pose.*cannot read it for training"):
+        load_bag_arrays(bad, cache=False)
+
+    first: list[int] = []
+
+    def one_nan(topic, msgtype, msg):
+        if topic == topics.GT_LANDMARKS and not first:
+            first.append(1)
+            msg.landmarks[3].x = float("nan")
+        return msgtype, msg
+
+    whole = load_bag_arrays(synth_bag, cache=False)
+    nan = load_bag_arrays(_edited_copy(synth_bag, tmp_path / "gt_nan", one_nan), cache=False)
+    assert nan.gt_stamps.size == whole.gt_stamps.size - 1  # skipped, not a NaN label
+    assert np.isfinite(nan.gt_points).all()
+
+
+def test_a_recording_without_rgb_frames_is_named_not_dropped(synth_bag: Path, tmp_path: Path):
+    from facealign_ros import topics
+
+    def no_rgb(topic, msgtype, msg):
+        return None if topic == topics.IMAGE else (msgtype, msg)
+
+    frameless = load_bag_arrays(_edited_copy(synth_bag, tmp_path / "events_gt", no_rgb), False)
+    spec = InputSpec(size=64)
+    with pytest.raises(ValueError, match="without RGB frames.*events_gt"):
+        BagWindowDataset([load_bag_arrays(synth_bag), frameless], spec, use_rgb=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -24,11 +25,18 @@ import numpy as np
 
 from facealign_ros import topics
 from facealign_ros.bag import BagReader
-from facealign_ros.events import Decoder, concat_events
+from facealign_ros.events import DecodeError, Decoder, concat_events
 from facealign_ros.events.clock import SensorClock
-from facealign_ros.messages import image_from_msg, landmarks_from_msg, pose_from_msg, stamp_ns
+from facealign_ros.messages import (
+    MessageError,
+    image_from_msg,
+    landmarks_from_msg,
+    pose_from_msg,
+    stamp_ns,
+)
 from facealign_ros.pip_fetch import cache_dir
 
+LOG = logging.getLogger(__name__)
 _TOPICS = (
     topics.EVENTS,
     topics.IMAGE,
@@ -130,7 +138,11 @@ def load_bag_arrays(path: str | Path, cache: bool = True, require_gt: bool = Tru
         K = np.asarray(meta["K"]) if meta["K"] is not None else None
         return BagArrays(**arrs, width=meta["width"], height=meta["height"], K=K,
                          light=meta["light"], motion=meta["motion"], name=meta["name"])  # fmt: skip
-    arrays, gt_topic = _decode(path, require_gt)
+    try:
+        arrays, gt_topic = _decode(path, require_gt)
+    except (AttributeError, TypeError, KeyError, IndexError, DecodeError, MessageError) as exc:
+        # e.g. a ground-truth topic of another message type, an unknown event encoding
+        raise ValueError(f"bag {str(path)!r}: cannot read it for training ({exc})") from exc
     if cache:
         tmp = cdir.with_name(cdir.name + f".tmp{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
@@ -213,6 +225,7 @@ def _decode(path: Path, require_gt: bool) -> tuple[BagArrays, bool]:
     events, frames, frame_stamps = [], [], []
     gt, pose, hf = ([], [], []), ([], [], []), ([], [], [])
     K, light, motion, dec, clock, size = None, -1, -1, None, SensorClock(), (0, 0)
+    bad_gt = 0  # ground-truth messages with NaN/inf values, skipped
     with BagReader(path) as bag:
         available = bag.topics
         gt_topic = topics.GT_LANDMARKS in available
@@ -243,12 +256,18 @@ def _decode(path: Path, require_gt: bool) -> tuple[BagArrays, bool]:
                 xy, c = landmarks_from_msg(msg)
                 if not np.any(c > 0):  # marked by `facealign label` (or no point visible)
                     continue
+                if not np.isfinite(xy).all():  # not a label: counted, logged below
+                    bad_gt += 1
+                    continue
                 dst = gt if topic == topics.GT_LANDMARKS else hf
                 dst[0].append(stamp_ns(msg))
                 dst[1].append(xy)
                 dst[2].append(c)
             elif topic == topics.GT_HEAD_POSE:
                 R, t = pose_from_msg(msg)
+                if not (np.isfinite(R).all() and np.isfinite(t).all()):
+                    bad_gt += 1
+                    continue
                 pose[0].append(stamp_ns(msg))
                 pose[1].append(R)
                 pose[2].append(t)
@@ -257,6 +276,10 @@ def _decode(path: Path, require_gt: bool) -> tuple[BagArrays, bool]:
                 scene = meta.get("scene", {})
                 light = LIGHTS.index(scene["light"]) if scene.get("light") in LIGHTS else -1
                 motion = MOTIONS.index(scene["motion"]) if scene.get("motion") in MOTIONS else -1
+    if bad_gt:
+        LOG.warning(
+            "bag %r: %d ground-truth messages with NaN/inf values skipped", str(path), bad_gt
+        )
     ev = concat_events(events)
     if ev.size and np.any(np.diff(ev["t"]) < 0):
         ev = ev[np.argsort(ev["t"], kind="stable")]

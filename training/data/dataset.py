@@ -155,9 +155,13 @@ class BagWindowDataset:
         # (bag, kind, row): kind 0 = frame sample (gt row), 1 = high-rate (hf row),
         # 2 = empty-scene sample (frame row)
         index = []
+        frameless = [bag.name for bag in bags if bag.frame_stamps.size == 0]
+        if frameless:  # samples are taken at the RGB frames' ground truth
+            raise ValueError(
+                f"recordings without RGB frames cannot give training samples: {frameless} "
+                "(samples are taken at the frames' ground truth; record the RGB topic too)"
+            )
         for b, bag in enumerate(bags):
-            if bag.frame_stamps.size == 0:
-                continue
             rows = np.nonzero(bag.gt_stamps >= bag.frame_stamps[0])[0]
             index += [(b, 0, int(r)) for r in rows]
             valid = np.nonzero(bag.hf_stamps > bag.frame_stamps[0])[0]
