@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -43,6 +46,30 @@ def test_synth_writes_a_bag_and_refuses_bad_arguments(tmp_path: Path) -> None:
     assert light.returncode == 2 and "dusk" in light.stderr and not (tmp_path / "l").exists()
     again = run("synth", "--out", str(out), "--seconds", "0.1")
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("arg", "value", "message"),
+    [
+        ("--seconds", "inf", "seconds must be positive and finite"),
+        ("--fps", "1e-6", "fps must be in [1, 1000]"),  # a 10^6 s frame interval hung
+        ("--flicker-hz", "nan", "flicker_hz must be finite"),
+        ("--flicker-hz", "inf", "flicker_hz must be finite"),
+        ("--max-event-rate", "nan", "--max-event-rate must be finite"),
+        ("--max-event-rate", "inf", "--max-event-rate must be finite"),
+    ],
+)
+def test_synth_refuses_non_finite_and_tiny_values(tmp_path: Path, arg, value, message) -> None:
+    from training.synth.cli import add_synth_parser, run_synth
+
+    parser = argparse.ArgumentParser()
+    add_synth_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["synth", "--out", str(tmp_path / "x"), "--seconds", "0.1",
+                              arg, value])  # fmt: skip
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert run_synth(args) == 2
+    assert message in err.getvalue() and not (tmp_path / "x").exists()
 
 
 def test_synth_no_face_writes_the_scene_without_ground_truth(tmp_path: Path) -> None:

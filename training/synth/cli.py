@@ -103,8 +103,8 @@ def run_synth(args: argparse.Namespace) -> int:
         return fail("give --out BAG and/or --preview PNG")
     if args.workers < 0:
         return fail(f"--workers must be >= 0, got {args.workers}")
-    if args.max_event_rate < 0:
-        return fail(f"--max-event-rate must be >= 0, got {args.max_event_rate}")
+    if not 0 <= args.max_event_rate < float("inf"):  # NaN fails too
+        return fail(f"--max-event-rate must be finite and >= 0, got {args.max_event_rate}")
     width, height = args.sensor
     try:
         config = SceneConfig(

@@ -21,6 +21,7 @@ head origin :data:`~training.synth.assets.PIVOT_BEHIND_EYES_M` behind the eyes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -106,8 +107,8 @@ class SceneConfig:
     def __post_init__(self) -> None:
         if not (isinstance(self.seed, int) and self.seed >= 0):
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not self.seconds > 0:
-            raise ValueError(f"seconds must be positive, got {self.seconds}")
+        if not (self.seconds > 0 and math.isfinite(self.seconds)):
+            raise ValueError(f"seconds must be positive and finite, got {self.seconds}")
         if self.light not in LIGHT_LEVELS:
             raise ValueError(f"unknown light level {self.light!r}; choose {list(LIGHT_LEVELS)}")
         if self.motion not in MOTIONS:
@@ -117,10 +118,10 @@ class SceneConfig:
             raise ValueError(f"unsupported sensor {self.width}x{self.height}; choose {sizes}")
         if self.head is not None and self.head not in (*HEAD_NAMES, "ellipsoid"):
             raise ValueError(f"unknown head {self.head!r}; choose {[*HEAD_NAMES, 'ellipsoid']}")
-        if not (0 < self.fps <= 1000 and self.max_px > 0 and self.supersample >= 1):
-            raise ValueError("fps must be in (0, 1000], max_px > 0 and supersample >= 1")
-        if self.flicker_hz < 0 or not 0 <= self.flicker_depth < 1:
-            raise ValueError("flicker_hz must be >= 0 and flicker_depth in [0, 1)")
+        if not (1 <= self.fps <= 1000 and self.max_px > 0 and self.supersample >= 1):
+            raise ValueError("fps must be in [1, 1000], max_px > 0 and supersample >= 1")
+        if not (0 <= self.flicker_hz < math.inf and 0 <= self.flicker_depth < 1):
+            raise ValueError("flicker_hz must be finite and >= 0, flicker_depth in [0, 1)")
 
     @classmethod
     def from_dict(cls, values: dict) -> SceneConfig:
