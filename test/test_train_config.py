@@ -76,6 +76,15 @@ def test_unknown_key_in_yaml(tmp_path: Path) -> None:
     path.write_text("- a list\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(path)
+    bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)
+    )  # 10^9 strings once copied: it hung, growing memory
+    path.write_text(bomb, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"aliases \(\*a0\) are not supported.*line 2"):
+        load_config(path)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(path)
 
 
 def test_round_trip_and_frozen(tmp_path: Path) -> None:

@@ -415,6 +415,23 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
     return out
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses aliases.
+
+    A config has no use for them, and nested aliases expand exponentially when the config is
+    copied (ten lines can ask for gigabytes).
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(
+                f"YAML aliases (*{event.anchor}) are not supported in configs "
+                f"(line {event.start_mark.line + 1}); write the values out"
+            )
+        return super().compose_node(parent, index)
+
+
 def load_config(
     path: str | Path | None, overrides: Sequence[str] = (), cls: type = TrainConfig
 ) -> Any:
@@ -426,8 +443,9 @@ def load_config(
     raw: Any = {}
     if path is not None:
         try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as exc:
+            text = Path(path).read_text(encoding="utf-8")
+            raw = yaml.load(text, Loader=_NoAliasLoader) or {}  # noqa: S506 - a SafeLoader
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
