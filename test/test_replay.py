@@ -149,6 +149,9 @@ def test_replay_skips_ground_truth_it_cannot_read(synth_bag, ckpt, tmp_path, cap
 
 def test_replay_refuses_an_output_inside_its_input(synth_bag, tmp_path, capsys):
     before = digest(synth_bag)
+    storage = next(synth_bag.glob("*.mcap"))  # the bag named by its storage file
+    assert run_replay(cli(["replay", str(storage), "-o", str(synth_bag / "in2"), "--json"])) == 2
+    assert "inside the input bag" in capsys.readouterr().err
     for out in (synth_bag, synth_bag / "inner"):
         assert run_replay(cli(["replay", str(synth_bag), "-o", str(out), "--json"])) == 2
         assert "inside the input bag" in capsys.readouterr().err

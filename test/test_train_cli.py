@@ -87,6 +87,24 @@ def test_non_finite_settings_and_an_empty_out_dir_are_refused(
     assert not list(tmp_path.iterdir())  # nothing written anywhere
 
 
+def test_an_out_dir_that_is_a_file_or_a_foreign_resume_is_one_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    foreign = tmp_path / "foreign.safetensors"  # not a training checkpoint
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(foreign), metadata={"format": "facealign_ros.ssmer"})
+    for extra in ([f"run.out_dir={afile}"], ["--out-dir", str(tmp_path / "r"),
+                                            f"run.resume={foreign}"]):  # fmt: skip
+        args = _parse(["train", "--config", str(SMOKE), *extra])
+        with caplog.at_level(logging.ERROR):
+            assert run_train(args) == 2
+    assert afile.read_text() == "mine"
+
+
 def test_command_line_records_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["/venv/bin/facealign", "train", "--config", "a b.yaml", "optim.lr=3e-4"]
     assert command_line(argv) == "facealign train --config 'a b.yaml' optim.lr=3e-4"

@@ -82,6 +82,9 @@ def test_unknown_key_in_yaml(tmp_path: Path) -> None:
     path.write_text(bomb, encoding="utf-8")
     with pytest.raises(ConfigError, match=r"aliases \(\*a0\) are not supported.*line 2"):
         load_config(path)
+    path.write_text("# nothing but a comment\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is empty"):  # not the defaults' toy run
+        load_config(path)
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(path)

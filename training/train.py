@@ -121,6 +121,7 @@ def run_train(args: argparse.Namespace) -> int:
         0 on success, 2 on a configuration, data or resume error (logged).
     """
     # torch-heavy: imported when used, so that building the CLI parser stays cheap
+    from facealign_ros.model.checkpoint import CheckpointError
     from training.trainer.config import ConfigError, load_config
     from training.trainer.distributed import DistEnv
     from training.trainer.loop import Trainer
@@ -131,7 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, _overrides(args))
         result = Trainer(cfg, command=getattr(args, "command_line", None) or command_line()).fit()
-    except (ConfigError, ResumeError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, ResumeError, ValueError, OSError, CheckpointError) as exc:
         LOG.error("%s", exc)
         LOG.debug("details", exc_info=True)
         return 2

@@ -48,9 +48,12 @@ def within(path: str | os.PathLike[str], bag: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is ``bag`` or lies inside it (both resolved, symlinks followed).
 
     Commands that read a bag and write another refuse an output for which this holds: the
-    input is only read.
+    input is only read. A bag given as its storage file (``x/x.mcap``, ``x/x_0.db3``) counts as
+    its folder when that folder is a bag (it holds ``metadata.yaml``).
     """
     p, b = Path(path).resolve(), Path(bag).resolve()
+    if b.is_file() and (b.parent / "metadata.yaml").is_file():
+        b = b.parent
     return p == b or b in p.parents
 
 

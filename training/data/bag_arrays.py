@@ -24,16 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from facealign_ros import topics
-from facealign_ros.bag import BagReader
-from facealign_ros.events import DecodeError, Decoder, concat_events
+from facealign_ros.bag import BagError, BagReader
+from facealign_ros.events import Decoder, concat_events
 from facealign_ros.events.clock import SensorClock
-from facealign_ros.messages import (
-    MessageError,
-    image_from_msg,
-    landmarks_from_msg,
-    pose_from_msg,
-    stamp_ns,
-)
+from facealign_ros.messages import image_from_msg, landmarks_from_msg, pose_from_msg, stamp_ns
 from facealign_ros.pip_fetch import cache_dir
 
 LOG = logging.getLogger(__name__)
@@ -140,8 +134,10 @@ def load_bag_arrays(path: str | Path, cache: bool = True, require_gt: bool = Tru
                          light=meta["light"], motion=meta["motion"], name=meta["name"])  # fmt: skip
     try:
         arrays, gt_topic = _decode(path, require_gt)
-    except (AttributeError, TypeError, KeyError, IndexError, DecodeError, MessageError) as exc:
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
         # e.g. a ground-truth topic of another message type, an unknown event encoding
+        if isinstance(exc, BagError) or (isinstance(exc, ValueError) and str(path) in str(exc)):
+            raise  # names the bag already
         raise ValueError(f"bag {str(path)!r}: cannot read it for training ({exc})") from exc
     if cache:
         tmp = cdir.with_name(cdir.name + f".tmp{os.getpid()}")

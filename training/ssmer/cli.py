@@ -108,6 +108,7 @@ def _check_detector(model: str, sources: list, log: bool) -> None:
 
 def run_pretrain(args: argparse.Namespace) -> int:
     """Run ``facealign pretrain``; returns 0, or 2 on a config/data/resume error (logged)."""
+    from facealign_ros.model.checkpoint import CheckpointError
     from training.ssmer.config import load_ssmer_config
     from training.ssmer.loop import Pretrainer
     from training.ssmer.sources import SourceError, expand_bag_paths, find_sources
@@ -133,7 +134,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         if cfg.data.box_source == "detector":
             _check_detector(cfg.data.detector_model, sources, env.is_main)
         result = Pretrainer(cfg, sources, command=command_line()).fit()
-    except (ConfigError, SourceError, ResumeError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, SourceError, ResumeError, ValueError, OSError, CheckpointError) as exc:
         LOG.error("%s", exc)
         return 2
     if env.is_main:

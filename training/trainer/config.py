@@ -444,11 +444,13 @@ def load_config(
     if path is not None:
         try:
             text = Path(path).read_text(encoding="utf-8")
-            raw = yaml.load(text, Loader=_NoAliasLoader) or {}  # noqa: S506 - a SafeLoader
+            raw = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+        if raw is None:  # e.g. --config /dev/null: not silently the defaults' toy run
+            raise ConfigError(f"config {path} is empty")
         if not isinstance(raw, dict):
             raise ConfigError(f"config {path} must hold a mapping at the top level")
     return config_from_dict(apply_overrides(raw, overrides), cls)
