@@ -182,6 +182,11 @@ def test_resume_rejects_a_different_network(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="network config differs"):
         Trainer(cfg).fit()
     assert np.isfinite(Trainer(_cfg(tmp_path, "schedule.steps=2")).fit().step)
+    # the optimizer state would bring the old LR back while config.yaml recorded the new one
+    for changed in ("optim.lr=1e-7", "optim.weight_decay=0.5"):
+        with pytest.raises(Exception, match=f"trained with optim {changed.split('.')[1][:2]}"):
+            Trainer(_cfg(tmp_path, "schedule.steps=3", changed)).fit()
+    assert Trainer(_cfg(tmp_path, "schedule.steps=3", "optim.grad_clip=0.5")).fit().step == 3
 
 
 def test_warm_start_of_a_negative_crop_is_a_face_shape_not_its_placeholder() -> None:
