@@ -162,6 +162,14 @@ def test_pretrain_extra_feeds_pretraining_only(tmp_path: Path, monkeypatch) -> N
     with pytest.raises(SystemExit):  # nothing would pretrain
         le.main(["--out", str(tmp_path / "y"), "--encoders", str(tmp_path), "--only",
                  "10:all3det", "--pretrain-extra", "more/train_*"])  # fmt: skip
+    cmds.clear()  # several --train globs: one labelled pool, all of it pretrained on
+    rc = le.main(["--out", str(tmp_path / "z"), "--train", "lab/train_*", "more/train_*",
+                  "--only", "10:scratch,10:all3det", "--no-eval"])  # fmt: skip
+    assert rc == 0
+    (pre,) = [c for c in cmds if "pretrain" in c]
+    assert pre[pre.index("--bags") + 1 : pre.index("--config")] == ["lab/train_*", "more/train_*"]
+    for c in [c for c in cmds if "train" in c]:
+        assert "data.options.paths.train=['lab/train_*', 'more/train_*']" in c
 
 
 def test_labelled_jobs_name_the_recordings_training_would_label(tmp_path: Path) -> None:

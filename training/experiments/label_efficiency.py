@@ -21,7 +21,8 @@ labelled recordings of the one fraction in ``--only`` (the subset
 :mod:`training.experiments.labelled_set` lists, made alone on a machine that fine-tunes);
 ``--no-eval`` fine-tunes only (a later run without it finds the models and evaluates them);
 ``--pretrain-extra GLOB`` (repeatable) pretrains on further unlabelled recordings beside the
-*train* bags (a rig's many unlabelled recordings; the fine-tunes' labelled subset is unchanged);
+*train* bags (a rig's many unlabelled recordings; the fine-tunes' labelled subset is unchanged),
+while ``--train A B`` makes both one pool, the label fraction taken of all of it;
 ``--encoder-lr-scale 0.1`` fine-tunes a pretrained encoder at a tenth of the LR
 (``optim.lr_scales``); ``--encoder-freeze-steps 300`` holds it for the first 300 fine-tuning steps
 (``optim.freeze_steps``: the decoder first learns on the pretrained features, then all train;
@@ -101,7 +102,7 @@ class Settings:
     """Experiment sizes (defaults fit a 2-core CPU in about an hour)."""
 
     out: Path
-    train_glob: str
+    train_globs: tuple[str, ...]  # the recordings the label fraction is taken of
     test_glob: str
     pretrain_steps: int
     pretrain_batch: int
@@ -118,7 +119,7 @@ class Settings:
     workers: int = 1  # data-loader workers per fine-tune
     pretrain_workers: int = 1  # data-loader workers per pretraining
     encoder_freeze_steps: int = 0  # fine-tuning steps a pretrained encoder is held first
-    train_is_labelled: bool = False  # ``train_glob`` names the labelled subset alone
+    train_is_labelled: bool = False  # ``train_globs`` name the labelled subset alone
     run_eval: bool = True  # False: fine-tunes only (a later run evaluates them)
     pretrain_extra: tuple[str, ...] = ()  # further unlabelled bags (globs) for pretraining only
 
@@ -201,7 +202,7 @@ def _pretrain(s: Settings, name: str) -> Path:
         raise FileNotFoundError(f"--encoders: {enc} does not exist")
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
-        *_facealign(), "pretrain", "--bags", s.train_glob, *s.pretrain_extra,
+        *_facealign(), "pretrain", "--bags", *s.train_globs, *s.pretrain_extra,
         "--config", "training/configs/ssmer_lite.yaml", "--no-progress",
         f"data.views={PRETRAIN_VIEWS[name]}", f"schedule.steps={s.pretrain_steps}",
         f"schedule.warmup_steps={max(1, s.pretrain_steps // 20)}",
@@ -247,7 +248,7 @@ def finetune(s: Settings, ft: Finetune) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
         *_facealign(), "train", "--config", "training/configs/lite.yaml", "--no-progress",
-        f"data.options.paths.train=['{s.train_glob}']",
+        f"data.options.paths.train=[{', '.join(repr(g) for g in s.train_globs)}]",
         f"data.options.label_fraction={1.0 if s.train_is_labelled else ft.fraction}",
         f"schedule.steps={s.finetune_steps}",
         f"schedule.warmup_steps={max(1, s.finetune_steps // 20)}",
@@ -350,7 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/label_eff"))
-    p.add_argument("--train", default="data/synth/train_*", help="train bags (glob)")
+    p.add_argument("--train", nargs="+", default=["data/synth/train_*"], metavar="GLOB",
+                   help="train bags (globs): labels of a fraction, events of all")  # fmt: skip
     p.add_argument("--test", default="data/synth/test_*", help="held-out test bags (glob)")
     p.add_argument("--pretrain-steps", type=int, default=600)
     p.add_argument("--pretrain-batch", type=int, default=32)
@@ -426,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--pretrain-extra and --encoders: the encoders are taken, nothing pretrains")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     s = Settings(
-        out=a.out, train_glob=a.train, test_glob=a.test, pretrain_steps=a.pretrain_steps,
+        out=a.out, train_globs=tuple(a.train), test_glob=a.test, pretrain_steps=a.pretrain_steps,
         pretrain_batch=a.pretrain_batch, finetune_steps=a.finetune_steps,
         finetune_batch=a.finetune_batch, threads=a.threads, seed=a.seed, event_only=a.event_only,
         encoders=a.encoders, only=only, encoder_lr_scale=a.encoder_lr_scale, seeds=seeds,
