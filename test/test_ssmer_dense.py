@@ -126,12 +126,15 @@ def test_pretrain_with_the_dense_term_records_it_and_resumes_exactly(
 
 
 @pytest.mark.parametrize(
-    "bad", ["model.dense_weight=-1", "model.dense_grid=0", "model.dense_dim=4"]
-)
+    "bad",
+    ["model.dense_weight=-1", "model.dense_weight=.inf", "model.dense_grid=0",
+     "model.dense_grid=100000", "model.dense_dim=4", "data.stride_ms=.inf",
+     "data.stride_ms=1e-9", "optim.lr=.nan"],
+)  # fmt: skip
 def test_bad_dense_settings_are_config_errors(bad: str) -> None:
     from training.ssmer.config import load_ssmer_config
     from training.trainer.config import ConfigError
 
     root = Path(__file__).resolve().parents[1]
-    with pytest.raises(ConfigError, match="dense"):
+    with pytest.raises(ConfigError, match=bad.split("=")[0].split(".")[1]):
         load_ssmer_config(root / "training" / "configs" / "ssmer_lite.yaml", [bad])
