@@ -228,8 +228,11 @@ def pose_from_msg(msg: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """Unit quaternion ``(x, y, z, w)`` -> rotation matrix ``(3, 3)``."""
-    x, y, z, w = np.asarray(q, dtype=np.float64) / max(np.linalg.norm(q), 1e-12)
+    """Unit quaternion ``(x, y, z, w)`` -> rotation matrix ``(3, 3)`` (all NaN for NaN/inf)."""
+    q = np.asarray(q, dtype=np.float64)
+    if not np.isfinite(q).all():  # callers check the matrix; no invalid-value warnings
+        return np.full((3, 3), np.nan)
+    x, y, z, w = q / max(np.linalg.norm(q), 1e-12)
     return np.array(
         [
             [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
