@@ -349,3 +349,13 @@ def test_a_recording_without_rgb_frames_is_named_not_dropped(synth_bag: Path, tm
     spec = InputSpec(size=64)
     with pytest.raises(ValueError, match="without RGB frames.*events_gt"):
         BagWindowDataset([load_bag_arrays(synth_bag), frameless], spec, use_rgb=False)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("rotation_deg", float("nan")), ("rgb_gain", float("nan")), ("box_shift", float("inf")),
+     ("event_drop_max", -3.0), ("flip_prob", 5.0), ("rgb_gain", 0.5)],
+)  # fmt: skip
+def test_augmentation_values_are_range_checked(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"augment.{field} must be in"):
+        AugmentConfig(**{field: value})

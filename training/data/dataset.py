@@ -47,6 +47,15 @@ SAMPLE_KEYS = ("events", "rgb", "rgb_present", "event_present", "landmarks", "vi
                "pose_deg", "light", "motion", "A", "stamp_ns", "face_present")  # fmt: skip
 
 
+_AUGMENT_RANGES = (  # (field, low, high) of the numeric augmentation settings
+    ("box_scale_jitter", 0.0, 0.9), ("box_shift", 0.0, 1.0), ("rotation_deg", 0.0, 180.0),
+    ("flip_prob", 0.0, 1.0), ("event_drop_max", 0.0, 1.0), ("event_noise_max", 0.0, 10.0),
+    ("rgb_gain", 1.0, 100.0), ("rgb_gamma", 1.0, 100.0), ("rgb_noise_max", 0.0, 1.0),
+    ("rgb_blur_prob", 0.0, 1.0), ("rgb_white_balance", 0.0, 0.9), ("rgb_saturation", 0.0, 1.0),
+    ("rgb_gray_prob", 0.0, 1.0), ("negative_prob", 0.0, 1.0),
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Training-time augmentation (all off with ``enabled=False``).
@@ -104,6 +113,10 @@ class AugmentConfig:
         if not 0 <= self.rgb_low_light_prob <= 1:
             raise ValueError("AugmentConfig: rgb_low_light_prob must be in [0, 1]")
         object.__setattr__(self, "rgb_low_light_electrons", (lo, hi))
+        for name, low, high in _AUGMENT_RANGES:  # NaN fails every comparison
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and low <= value <= high):
+                raise ValueError(f"augment.{name} must be in [{low}, {high}], got {value!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
