@@ -359,3 +359,9 @@ def test_a_recording_without_rgb_frames_is_named_not_dropped(synth_bag: Path, tm
 def test_augmentation_values_are_range_checked(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"augment.{field} must be in"):
         AugmentConfig(**{field: value})
+
+
+def test_paths_of_the_wrong_type_are_named(synth_bag: Path) -> None:
+    for paths, message in ((5, "paths must map a split"), ({"train": 5}, "paths.train must be")):
+        with pytest.raises(ValueError, match=message):
+            build_dataset({"kind": "bags", "paths": paths}, "train", seed=0)

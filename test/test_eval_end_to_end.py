@@ -108,6 +108,11 @@ def test_eval_errors(model_path: Path, tmp_path: Path, caplog: pytest.LogCapture
         assert "file not found" in caplog.text
         bad_mode = ["--kind", "toy", "--modes", "thermal"]
         assert run_eval(_parse(["eval", "--model", str(model_path), *bad_mode])) == 2
+        afile = tmp_path / "afile"
+        afile.write_text("mine")
+        to_file = ["--kind", "toy", "--out", str(afile)]
+        assert run_eval(_parse(["eval", "--model", str(model_path), *to_file])) == 2
+        assert "is a file" in caplog.text and afile.read_text() == "mine"
 
 
 def test_evaluate_uses_pose_fn_and_crop_to_sensor() -> None:

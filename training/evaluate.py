@@ -398,6 +398,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if bad or not modes:
         LOG.error("unknown modes %s; choose from %s", bad, MODES)
         return 2
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        LOG.error("--out %s is a file, not a directory", args.out)  # before, not after, the work
+        return 2
     import torch
 
     if getattr(args, "threads", 0):

@@ -76,9 +76,15 @@ def build_dataset(cfg_data: dict[str, Any], split: str, seed: int) -> BagWindowD
         raise ValueError(f"data config: unknown keys {unknown}")
     if cfg_data.get("kind", "bags") != "bags":
         raise ValueError(f"data config: unknown kind {cfg_data.get('kind')!r}")
-    paths = cfg_data.get("paths", {}).get(split)
+    all_paths = cfg_data.get("paths", {})
+    if not isinstance(all_paths, dict):
+        raise ValueError("data config: paths must map a split to a list of bags (globs)")
+    paths = all_paths.get(split)
     if not paths:
         raise ValueError(f"data config: no paths for split {split!r}")
+    if not (isinstance(paths, str) or (isinstance(paths, list)
+                                       and all(isinstance(x, str) for x in paths))):  # fmt: skip
+        raise ValueError(f"data config: paths.{split} must be a list of bags (globs)")
     spec = InputSpec.from_dict(cfg_data.get("input", {}))
     train = split == "train"
     augment = AugmentConfig.from_dict(cfg_data.get("augment", {})) if train else None
