@@ -315,6 +315,9 @@ def test_cli_pretrain_then_train_loads_the_encoder(
     skip = [argv[0], "--skip-bad", *argv[1:], "schedule.steps=1", f"run.out_dir={tmp_path / 'y'}"]
     assert main(skip) == 0
     assert (tmp_path / "y" / "encoder.safetensors").is_file()
+    # a resume with projector/predictor heads of another size: exit 2, not a traceback
+    again = ["pretrain", "--bags", str(bags[0].parent), "--config", str(SSMER_YAML), *SMALL]
+    assert main([*again, "schedule.steps=3", f"run.out_dir={out}", "model.proj_dim=24"]) == 2
 
 
 def _ddp_worker(

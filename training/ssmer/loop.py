@@ -188,7 +188,14 @@ class Pretrainer:
                 "(training goes on, but not bit-exactly)",
                 ", ".join(changed),
             )
-        restore_run_state(ckpt, state, model, opt, sched, scaler)
+        try:
+            restore_run_state(ckpt, state, model, opt, sched, scaler)
+        except RuntimeError as exc:  # e.g. other model.proj_dim / pred_dim: heads of other sizes
+            first = str(exc).strip().splitlines()[0]
+            raise ResumeError(
+                f"{ckpt}: its weights do not fit this run's model (model.proj_dim/pred_dim "
+                f"changed?): {first}"
+            ) from exc
         LOG.info("resumed from %s at step %d", ckpt, state.step)
         return state.step
 
