@@ -94,7 +94,7 @@ def test_seeds_and_modes_share_one_pretraining(tmp_path: Path, monkeypatch) -> N
     assert "| 10% | event | all3 | 2 | 0.3000 | 0.3000 | 0.750 | 0.750 |" in md
 
 
-def test_bad_options_are_refused(tmp_path: Path) -> None:
+def test_bad_options_are_refused(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         le.main(["--out", str(tmp_path), "--only", "10:nope"])
     with pytest.raises(SystemExit):
@@ -105,8 +105,29 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
                 ["--encoder-freeze-steps", "600", "--finetune-steps", "600"]):  # fmt: skip
         with pytest.raises(SystemExit):
             le.main(["--out", str(tmp_path), *bad])
-    with pytest.raises(FileNotFoundError, match="--encoders"):
-        le.main(["--out", str(tmp_path), "--encoders", str(tmp_path / "none"), "--only", "10:all3"])
+    assert le.main(["--out", str(tmp_path), "--encoders", str(tmp_path / "none"),
+                    "--only", "10:all3"]) == 2  # fmt: skip
+    assert "--encoders" in capsys.readouterr().err
+
+
+def test_a_failed_run_is_one_line_and_relative_paths_are_the_callers(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    cmds: list[list[str]] = []
+
+    def failing_run(cmd: list[str], log: Path, threads: int) -> None:
+        cmds.append(cmd)
+        raise RuntimeError(f"failed (2): {' '.join(cmd[:3])}; see {log}")
+
+    monkeypatch.setattr(le, "_run", failing_run)
+    monkeypatch.chdir(tmp_path)  # not the repository: relative paths are the caller's
+    rc = le.main(
+        ["--out", "exp", "--train", "lab/train_*", "--test", "t/*", "--only", "10:scratch"]
+    )
+    assert rc == 2 and "failed (2)" in capsys.readouterr().err
+    (cmd,) = cmds
+    assert f"data.options.paths.train=['{tmp_path / 'lab' / 'train_*'}']" in cmd
+    assert any(c == f"run.out_dir={tmp_path / 'exp' / 'cmfa_10pct_scratch'}" for c in cmd)
 
 
 def test_all3det_pretrains_on_detector_boxes(tmp_path: Path, monkeypatch) -> None:

@@ -426,6 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if a.pretrain_extra and a.encoders is not None:
         p.error("--pretrain-extra and --encoders: the encoders are taken, nothing pretrains")
+    if Path.cwd().resolve() != ROOT:  # the runs work in the repository: anchor the user's paths
+        here = Path.cwd()
+        a.train, a.test = [str(here / g) for g in a.train], str(here / a.test)
+        a.pretrain_extra = [str(here / g) for g in a.pretrain_extra]
+        a.out = here / a.out
+        a.encoders = here / a.encoders if a.encoders is not None else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     s = Settings(
         out=a.out, train_globs=tuple(a.train), test_glob=a.test, pretrain_steps=a.pretrain_steps,
@@ -436,7 +442,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         encoder_freeze_steps=a.encoder_freeze_steps, train_is_labelled=a.train_is_labelled,
         run_eval=not a.no_eval, pretrain_extra=tuple(a.pretrain_extra),
     )  # fmt: skip
-    rows = run(s, max(1, a.jobs))
+    try:
+        rows = run(s, max(1, a.jobs))
+    except (RuntimeError, FileNotFoundError) as exc:  # a run failed (its log is named), no encoder
+        sys.stderr.write(f"label_efficiency: {exc}\n")
+        return 2
     sys.stdout.write(table(rows))
     return 0
 
