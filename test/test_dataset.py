@@ -365,3 +365,7 @@ def test_paths_of_the_wrong_type_are_named(synth_bag: Path) -> None:
     for paths, message in ((5, "paths must map a split"), ({"train": 5}, "paths.train must be")):
         with pytest.raises(ValueError, match=message):
             build_dataset({"kind": "bags", "paths": paths}, "train", seed=0)
+    for key in ("hf_per_frame", "label_seed"):
+        with pytest.raises(ValueError, match=f"{key}.*must be >= 0|must be >= 0"):
+            cfg = {"kind": "bags", "paths": {"train": [str(synth_bag)]}, key: -5}
+            build_dataset(cfg, "train", seed=0)

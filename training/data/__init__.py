@@ -88,12 +88,14 @@ def build_dataset(cfg_data: dict[str, Any], split: str, seed: int) -> BagWindowD
     spec = InputSpec.from_dict(cfg_data.get("input", {}))
     train = split == "train"
     augment = AugmentConfig.from_dict(cfg_data.get("augment", {})) if train else None
-    hf = int(cfg_data.get("hf_per_frame" if train else "eval_hf_per_frame", 0))
+    hf_key = "hf_per_frame" if train else "eval_hf_per_frame"
+    hf = int(cfg_data.get(hf_key, 0))
+    label_seed = int(cfg_data.get("label_seed", 0))
+    if hf < 0 or label_seed < 0:
+        raise ValueError(f"data config: {hf_key} and label_seed must be >= 0")
     files = expand_paths(paths)
     if train:
-        files = labelled_subset(
-            files, float(cfg_data.get("label_fraction", 1.0)), int(cfg_data.get("label_seed", 0))
-        )
+        files = labelled_subset(files, float(cfg_data.get("label_fraction", 1.0)), label_seed)
     bags = [load_bag_arrays(p) for p in files]
     use_rgb = cfg_data.get("use_rgb", True)
     if not isinstance(use_rgb, bool):

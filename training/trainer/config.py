@@ -243,7 +243,8 @@ class RunSection:
         _check(self.device in ("auto", "cpu", "cuda"), "run.device must be auto, cpu or cuda")
         _check(self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "run.checkpoint_*")
         _check(self.log_every >= 1 and self.eval_every >= 0, "run.log_every/eval_every")
-        _check(self.seed >= 0 and self.threads >= 0, "run.seed and run.threads must be >= 0")
+        _check(0 <= self.seed < 2**32 and self.threads >= 0,
+               "run.seed must be in [0, 2^32) and run.threads >= 0")  # fmt: skip
 
 
 @dataclass(frozen=True)
