@@ -318,6 +318,8 @@ def test_cli_pretrain_then_train_loads_the_encoder(
     # a resume with projector/predictor heads of another size: exit 2, not a traceback
     again = ["pretrain", "--bags", str(bags[0].parent), "--config", str(SSMER_YAML), *SMALL]
     assert main([*again, "schedule.steps=3", f"run.out_dir={out}", "model.proj_dim=24"]) == 2
+    # ... and one with another LR: the optimizer state would bring the old one back
+    assert main([*again, "schedule.steps=3", f"run.out_dir={out}", "optim.lr=0.5"]) == 2
 
 
 def _ddp_worker(

@@ -45,6 +45,7 @@ from training.trainer.state import (
     ResumeError,
     load_training_state,
     optimizer_to_flat,
+    refuse_changed_optim,
     restore_run_state,
     resume_path,
     rng_state,
@@ -188,6 +189,9 @@ class Pretrainer:
                 "(training goes on, but not bit-exactly)",
                 ", ".join(changed),
             )
+        refuse_changed_optim(
+            ckpt, state, self.cfg.to_dict()["optim"], "start a new run in another run.out_dir"
+        )
         try:
             restore_run_state(ckpt, state, model, opt, sched, scaler)
         except RuntimeError as exc:  # e.g. other model.proj_dim / pred_dim: heads of other sizes

@@ -31,16 +31,13 @@ from training.trainer.state import (
     MODEL_FILE,
     ResumeError,
     load_training_state,
+    refuse_changed_optim,
     restore_run_state,
     resume_path,
 )
 
 LOG = logging.getLogger(__name__)
 StepHook = Callable[[int, Mapping[str, float]], None]
-
-
-_RESTORED_OPTIM = ("lr", "weight_decay", "betas", "eps", "lr_scales")
-"""Optim settings a resume takes from the optimizer state, not from the config."""
 
 
 class Trainer:
@@ -80,17 +77,10 @@ class Trainer:
         meta = read_metadata(ckpt / MODEL_FILE)
         if meta.config != model.config:
             raise ResumeError(f"{ckpt}: its network config differs from this run's")
-        # the optimizer state brings its own LR, weight decay, betas and eps back: a changed
-        # value would be silently ignored while config.yaml recorded it
-        saved = state.meta.get("config", {}).get("optim", {})
-        now = self.cfg.to_dict()["optim"]
-        changed = sorted(k for k in _RESTORED_OPTIM if k in saved and saved[k] != now[k])
-        if changed:
-            was = ", ".join(f"{k}={saved[k]}" for k in changed)
-            raise ResumeError(
-                f"{ckpt} was trained with optim {was}; a resume restores them: keep them, or "
-                f"start a new run from its weights (model.init_from={ckpt / MODEL_FILE})"
-            )
+        refuse_changed_optim(
+            ckpt, state, self.cfg.to_dict()["optim"],
+            f"start a new run from its weights (model.init_from={ckpt / MODEL_FILE})",
+        )  # fmt: skip
         restore_run_state(ckpt, state, model, opt, sched, scaler)
         self.lineage = meta.lineage
         sam = state.meta.get("sampler", {})

@@ -258,6 +258,37 @@ def resume_path(mode: str, ckpt_dir: Path) -> Path | None:
     return path
 
 
+RESTORED_OPTIM = ("lr", "weight_decay", "betas", "eps", "lr_scales")
+"""Optim settings a resume takes from the optimizer state, not from the config."""
+
+
+def refuse_changed_optim(
+    ckpt: Path, state: TrainingState, optim_now: Mapping[str, Any], fresh_start: str
+) -> None:
+    """Refuse a resume whose config changed an optim setting the optimizer state restores.
+
+    A changed LR, weight decay, betas, eps or LR scale would be silently replaced by the
+    checkpoint's while the run's config.yaml recorded the new value.
+
+    Args:
+        ckpt: the checkpoint directory (named in the error).
+        state: its training state (its ``config`` holds the optim settings it ran with).
+        optim_now: this run's ``optim`` section as a plain dict.
+        fresh_start: how to start anew instead, appended to the error.
+
+    Raises:
+        ResumeError: naming the changed settings and their checkpoint values.
+    """
+    saved = state.meta.get("config", {}).get("optim", {})
+    changed = sorted(k for k in RESTORED_OPTIM if k in saved and saved[k] != optim_now[k])
+    if changed:
+        was = ", ".join(f"{k}={saved[k]}" for k in changed)
+        raise ResumeError(
+            f"{ckpt} was trained with optim {was}; a resume restores them: keep them, or "
+            f"{fresh_start}"
+        )
+
+
 def restore_run_state(
     ckpt: Path, state: TrainingState, model: torch.nn.Module, opt: Any, sched: Any, scaler: Any
 ) -> None:
