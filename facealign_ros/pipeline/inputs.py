@@ -257,8 +257,10 @@ class EventStream:
         out: dict[str, Any] = {"loops": self.loops}
         if self.flicker is not None:
             out["flicker_events_dropped"] = self.flicker.dropped
+        packet_overflow = 0  # the oldest events of packets larger than the buffer
         if self.decoder is not None:
             d = self.decoder.stats
+            packet_overflow = d.dropped_overflow
             out.update(
                 encoding=self.decoder.encoding,
                 decode_errors=d.errors,
@@ -269,6 +271,5 @@ class EventStream:
         out["clock_offset_ns"] = self.clock.stats.offset_ns
         b = self.buffer.stats
         out["buffer_events"] = len(self.buffer)
-        packet_overflow = self.decoder.stats.dropped_overflow if self.decoder is not None else 0
         out["buffer_dropped"] = b.dropped_late + b.dropped_overflow + packet_overflow
         return out

@@ -199,7 +199,7 @@ def load_model(path: str | os.PathLike[str], device: str = "auto", threads: int 
         aligner = FaceAligner.from_checkpoint(path, device=device)
     except CheckpointError as exc:
         raise ModelLoadError(str(exc)) from exc
-    except (RuntimeError, ValueError, OSError, AssertionError) as exc:  # e.g. CUDA unavailable
+    except (RuntimeError, ValueError, OSError) as exc:  # e.g. an invalid CUDA device index
         raise ModelLoadError(f"cannot load {str(path)!r} on {device!r}: {exc}") from exc
     meta = aligner.meta
     cfg = aligner.config

@@ -7,7 +7,6 @@ Sections ``model`` (:class:`SSMERModel`), ``data`` (:class:`SSMERData`), and ``o
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from training.trainer.config import (
     RunSection,
     ScheduleSection,
     _check,
+    _check_finite,
     _plain,
     load_config,
 )
@@ -55,7 +55,8 @@ class SSMERModel:
     def __post_init__(self) -> None:
         _check(self.preset in PRESETS, f"model.preset must be one of {sorted(PRESETS)}")
         _check(self.proj_dim >= 8 and self.pred_dim >= 4, "model.proj_dim/pred_dim too small")
-        _check(0 <= self.dense_weight < math.inf, "model.dense_weight must be finite and >= 0")
+        _check_finite(self, "model")
+        _check(self.dense_weight >= 0, "model.dense_weight must be >= 0")
         _check(self.dense_grid >= 1 and self.dense_dim >= 8, "model.dense_grid/dense_dim too small")
         # points per view x views x batch are sampled from every feature map: keep it sane
         _check(self.dense_grid <= 32 and self.dense_dim <= 4096, "model.dense_grid <= 32 and "
@@ -118,7 +119,8 @@ class SSMERData:
         )
         _check(self.batch_size >= 2, "data.batch_size must be >= 2 (batch norm)")
         _check(self.num_workers >= 0, "data.num_workers must be >= 0")
-        _check(0.001 <= self.stride_ms < math.inf, "data.stride_ms must be finite and >= 0.001")
+        _check_finite(self, "data")
+        _check(self.stride_ms >= 0.001, "data.stride_ms must be >= 0.001")
         try:
             check_views(self.views, self.spec)
             ViewAugment.from_dict(self.augment)
